@@ -1,17 +1,10 @@
 """
 What the pages for people show about one file that the index does not keep
 in memory: the release's metadata (licence, URLs, classifiers, dependencies)
-and its description, rendered to HTML once, when the file arrives.
-
-The storage keeps these bytes beside the file (L{IStorage.read_details}),
-like its core metadata. The project page reads them once per change of the
-project and keeps the page it built as bytes, so the renderer never runs
-when a person asks for a page: a README of a megabyte takes a second to
-render, and a page of the index must not.
-
-It is a sidecar of its own, not the core metadata: an old sdist's metadata
-is not served (PEP 643) but is still worth showing, and the rendered HTML is
-not in the metadata at all.
+and its description, rendered to HTML once, when the file arrives (a README
+of a megabyte takes a second to render; a page must not), and kept beside
+the file (L{IStorage.read_details}). A sidecar of its own, not the core
+metadata: an old sdist's metadata is not served (PEP 643) but is worth showing.
 """
 
 from __future__ import annotations
@@ -41,14 +34,9 @@ _LICENSE_LIMIT = 4096
 @attrs.frozen
 class Details:
     """
-    One file's metadata as the pages show it.
-
-    @ivar info: the fields of L{_INFO_FIELDS} (a dict, JSON-ready; lists
-        are lists, absent values L{None}).
-    @ivar html: the description as sanitized HTML ("" for none).
-    @ivar renderer: the content type that rendered it.
-    @ivar fell_back: whether the description did not render as its content
-        type asked and is shown as plain text instead.
+    One file's metadata as the pages show it: the fields of L{_INFO_FIELDS}
+    (JSON-ready, absent values L{None}), and the description as
+    L{pypid.core.dists.readme.RenderedDescription} rendered it ("" for none).
     """
 
     info: dict[str, Any]
@@ -70,11 +58,7 @@ class Details:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Details:
-        """
-        Read a sidecar back.
-
-        @raise ValueError: when the bytes are not a details sidecar.
-        """
+        """Read a sidecar back; L{ValueError} when the bytes are not one."""
         try:
             doc = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -96,10 +80,7 @@ _MAPPING = "project_urls"
 
 
 def _checked(field: str, value: object) -> object:
-    """
-    C{value} when it has its field's shape (text, a list of text, a map of
-    text), else L{None}.
-    """
+    """C{value} when it has its field's shape, else L{None}."""
     if field in _LISTS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     elif field == _MAPPING:

@@ -1,29 +1,22 @@
 """
 Core metadata out of wheels and sdists, read safely from hostile archives
-(L{extract}), at upload time and when the index is rebuilt from a folder
-of existing files.
+(L{extract}), at upload time and when a folder of existing files is read.
 
-It reads one local file (or file object), in a worker thread of the
-caller's, and returns values or raises L{InvalidDistribution}. Every step is
-bounded so that a hostile upload costs a 400 response, never a full inflate,
-a huge allocation or a hang: the metadata file has a size limit, zip
-archives a limit on entries, and tarballs a limit on members and on the
-bytes decompressed while scanning them. Nothing is ever extracted to disk,
-so member names such as C{../x} or C{/etc/passwd} are harmless.
+Every step is bounded so that a hostile upload costs a 400 response, never
+a full inflate, a huge allocation or a hang: the metadata file has a size
+limit, zip archives a limit on entries, tarballs a limit on members and on
+the bytes decompressed while scanning them. Nothing is extracted to disk,
+so member names such as C{../x} are harmless.
 
-Uploads are checked more strictly (C{strict=True}) than files found in an
-existing folder, which the index serves as they are: an upload is refused
-when installers could read it differently from the index, or differently
-from one another. For wheels and zip sdists that means the structural checks
-of L{pypid.core.dists.zipcheck} and a C{WHEEL} file whose tags are the filename's
-(L{pypid.core.dists.wheelfile}), and every member's data read through once, so
-that a damaged member (a wrong CRC, a broken deflate stream) is refused
-now rather than found by every installer later: a filename, once taken, can
-never be given other bytes. For tarballs, one C{<name>-<version>/} directory
-holding every member, no device files, no links leaving that directory, no
-member named twice, and an archive that ends with its end-of-archive marker
-followed by nothing but zeros (tarfile itself stops quietly at a damaged
-header, so data hidden after one would otherwise pass).
+Uploads (C{strict=True}) are refused when installers could read them
+differently from the index or from one another; a folder's files are
+served as they are. For zips, the checks of L{pypid.core.dists.zipcheck},
+every member's data read through (a filename, once taken, can never be
+given other bytes: a damaged member is refused now, not found by every
+installer later) and a C{WHEEL} whose tags are the filename's. For
+tarballs, the sdist layout, no device files, and nothing but zeros after
+the end-of-archive marker (tarfile stops quietly at a damaged header, so
+data hidden after one would otherwise pass).
 """
 
 from __future__ import annotations
@@ -126,10 +119,7 @@ class Extracted:
 
     @property
     def metadata_sha256(self) -> str | None:
-        """
-        The value for L{pypid.core.dists.model.FileRecord.metadata_sha256}: the
-        metadata's hex sha256 when it is served, else L{None}.
-        """
+        """L{pypid.core.dists.model.FileRecord.metadata_sha256}: L{None} unless served."""
         return self.metadata.sha256 if self.serve else None
 
 
@@ -139,22 +129,14 @@ def extract(source: str | bytes | os.PathLike[str] | IO[bytes], parsed: ParsedFi
             strict: bool = False, wheel_tags: WheelTags = None) -> Extracted:
     """
     Check that a distribution file is what its name says and return its core
-    metadata.
-
-    A wheel must be a zip with exactly one C{.dist-info} directory, named for
-    the filename's project and version, holding C{METADATA} and C{RECORD}. An
-    sdist (C{.tar.gz}, C{.tgz}, C{.tar.bz2} or C{.zip}) must hold a single
-    top-level directory with a C{PKG-INFO} in it. Either way the metadata's
-    Name and Version must match the filename.
+    metadata: a wheel's one C{.dist-info} directory, named for the filename's
+    project and version, holding C{METADATA} and C{RECORD}; an sdist's single
+    top-level directory with a C{PKG-INFO}; a Name and Version that match.
 
     @param source: the path of the file, or a seekable binary file object
         (read from its start, left open).
     @param parsed: what L{pypid.core.dists.names.parse_filename} made of C{filename}.
-    @param filename: the file's name; its extension chooses the archive
-        format.
-    @param max_metadata_size: largest METADATA / PKG-INFO accepted.
-    @param max_scan_bytes: most bytes decompressed while scanning a tarball.
-    @param max_members: most entries in a zip, or members in a tarball.
+    @param filename: the file's name; its extension chooses the archive format.
     @param strict: apply the upload rules of the module docstring too.
     @param wheel_tags: what a wheel whose C{WHEEL} Tag lines differ from its
         filename's tags gets: C{"refuse"} (L{InvalidDistribution}),
@@ -270,10 +252,7 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
 
 
 def _check_identity(metadata: CoreMetadata, parsed: ParsedFilename) -> None:
-    """
-    Refuse metadata whose Name or Version is not the filename's, since the
-    index files the distribution under the latter and serves the former.
-    """
+    """Refuse metadata whose Name or Version is not the filename's (under which it is filed)."""
     if not is_valid_name(metadata.name):
         # (ASCII, as an upload's name: "\u212aeras" lowercases to "keras")
         raise InvalidDistribution(

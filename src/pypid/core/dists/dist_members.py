@@ -1,20 +1,16 @@
 """
-What the members of an archive must be. Their names, whatever the format
-(L{check_member_name}, L{MemberNames}): what L{pypid.core.dists.zipcheck}
-holds a zip's names to and an sdist's tar members are held to, so that no
-name reads as another path, escapes the folder it is extracted to, or
-names the same file as another on some file system; L{UnsafeArchive} is
-the error both kinds of archive raise. And what the zip and tar readers
-(L{pypid.core.dists.dist_zip}, L{pypid.core.dists.dist_tar}) both hold a
-distribution's members to: an sdist's layout (L{SdistLayout}: one
-top-level directory named for the file, one PKG-INFO, no name twice,
-links that stay inside), the C{<name>-<version>} naming it shares with a
-wheel's C{.dist-info} directory, and the error for a metadata file over
-its size limit.
+What the members of an archive must be: names that read as no other path,
+escape no folder and name no other member's file on some file system
+(L{check_member_name}, L{MemberNames}: what L{pypid.core.dists.zipcheck}
+holds a zip's names to, and an sdist's tar members too), and what the zip
+and tar readers (L{pypid.core.dists.dist_zip}, L{pypid.core.dists.dist_tar})
+both hold a distribution to: an sdist's layout (L{SdistLayout}) and the
+C{<name>-<version>} naming it shares with a wheel's C{.dist-info}.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import tarfile
 import unicodedata
@@ -49,10 +45,8 @@ _TRAILING_DOTS = re.compile(r"[. ]+(?=/|\Z)")
 
 class UnsafeArchive(ValueError):
     """
-    An archive, or a member name, that readers could read differently.
-
-    C{str()} of the exception is a short message fit for a 400 response
-    body; it names the member concerned, if any.
+    An archive, or a member name, that readers could read differently;
+    C{str()} is a short message fit for a 400 response body.
 
     @ivar member: the name of the member concerned, escaped for display,
         or L{None} when the fault is the archive's.
@@ -62,12 +56,8 @@ class UnsafeArchive(ValueError):
         """@param member: the member's name, as text or raw bytes (escaped here), or L{None}."""
         if isinstance(member, str):
             member = encode_name(member)
-        shown = None
-        if member is not None:
-            shown = show_name(member)
-            message = f"member '{shown}': {message}"
-        super().__init__(message)
-        self.member = shown
+        self.member = None if member is None else show_name(member)
+        super().__init__(message if self.member is None else f"member '{self.member}': {message}")
 
 
 def show_name(raw_name: bytes) -> str:
@@ -75,27 +65,17 @@ def show_name(raw_name: bytes) -> str:
     text = raw_name.decode("utf-8", "backslashreplace")
     if len(text) > 120:
         text = text[:120] + "..."
-    shown = []
-    for c in text:
-        if c in "'\\":
-            shown.append("\\" + c)
-        elif c.isprintable():
-            shown.append(c)
-        else:
-            shown.append(c.encode("unicode_escape").decode("ascii"))
-    return "".join(shown)
+    return "".join("\\" + c if c in "'\\" else c if c.isprintable()
+                   else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def check_member_name(name: str, *, max_name_length: int = DEFAULT_MAX_NAME_LENGTH) -> None:
     """
     Refuse a member name, of a tar member say, that the rules for zip
-    member names refuse (see L{pypid.core.dists.zip_format.UnsafeZip}).
+    member names refuse (L{pypid.core.dists.zip_format.UnsafeZip}). A
+    directory's name may end with C{/}; a leading C{./} is the caller's to
+    strip; lone surrogates (C{surrogateescape}'s undecodable bytes) are refused.
 
-    A directory's name may end with C{/}; a leading C{./} is the caller's
-    to strip.
-
-    @param name: the decoded name (lone surrogates, as C{surrogateescape}
-        leaves for undecodable bytes, are refused).
     @param max_name_length: longest name accepted, in bytes of UTF-8.
     @raise UnsafeArchive: if the name is refused.
     """
@@ -106,10 +86,7 @@ def check_member_name(name: str, *, max_name_length: int = DEFAULT_MAX_NAME_LENG
 
 
 def encode_name(name: str) -> bytes:
-    """
-    Return the bytes of a decoded name, undoing C{surrogateescape}, so that
-    it can be measured and shown.
-    """
+    """The bytes of a decoded name, C{surrogateescape} undone, to measure and show it."""
     try:
         return name.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
@@ -117,19 +94,16 @@ def encode_name(name: str) -> bytes:
 
 
 def check_name(name: str, raw: bytes, error: type[UnsafeArchive]) -> None:
-    """
-    Refuse a name that readers or file systems could take for another
-    path, that points outside the folder it is extracted to, or that holds
-    characters not shown as themselves.
-    """
+    """Refuse a name read as another path, leading outside, or not shown as itself."""
     if not name:
         raise error("the name is empty", raw)
     if "\\" in name:
         raise error("the name holds a backslash", raw)
     if ":" in name:
         raise error("the name holds a colon (a drive letter or a Windows stream)", raw)
-    # isprintable() is false for exactly the characters refused, and runs
-    # in C: the loop only runs to say which one it is.
+    # isprintable() is false for exactly the characters refused (no real
+    # archive measured has even a non-ASCII name), and runs in C: the loop
+    # only runs to say which one it is.
     if not name.isprintable():
         for c in name:
             if not c.isprintable():
@@ -141,37 +115,26 @@ def check_name(name: str, raw: bytes, error: type[UnsafeArchive]) -> None:
     if "//" in body or "/./" in body or "/../" in body:
         raise error("the name has an empty, '.' or '..' component", raw)
     if len(raw) > _MAX_COMPONENT_LENGTH and max(map(len, raw.split(b"/"))) > _MAX_COMPONENT_LENGTH:
-        raise error(
-            f"a component of the name is longer than {_MAX_COMPONENT_LENGTH} bytes", raw,
-        )
+        raise error(f"a component of the name is longer than {_MAX_COMPONENT_LENGTH} bytes", raw)
 
 
 class MemberNames:
     """
     The names of an archive's members, to refuse two that name one file on
-    some file system, and a name that is both a file and a directory:
-    L{pypid.core.dists.zipcheck.check_zip} uses it for the central directory, and a caller can for
-    another archive's members (a tar's, say), after L{check_member_name}.
+    some file system, and a name that is both a file and a directory (the
+    central directory's for L{pypid.core.dists.zipcheck.check_zip}, a tar's
+    after L{check_member_name}).
 
-    Names are compared equal, or equal once case-folded, NFC-normalized
-    and stripped of trailing dots and spaces per component and of a
-    trailing slash (L{_fold}), with NUL, the smallest character, for their
-    slashes; once sorted, equal keys are neighbours, and so are a name and
-    the first name under it. Folding and sorting run in C, so the cost
-    grows with the names' length, not with their depth.
-
-    Memory: one tuple per name holding its folded key and its bytes, about
-    200 bytes plus three times the name's length (case folding can triple
-    a character, as U+0390 does); so at most the caller's member limit
-    times that, with names of at most C{max_name_length} bytes. Checking
-    sorts the keys once, at the end: O(n log n) comparisons, in C.
+    Names are compared folded (L{_fold}), with NUL, the smallest character,
+    for their slashes: once sorted, equal keys are neighbours, and so are a
+    name and the first name under it. Folding and sorting run in C, so the
+    cost grows with the names' length, not with their depth. Memory: about
+    200 bytes a name plus three times its length (case folding can triple a
+    character, as U+0390 does).
     """
 
     def __init__(self, error: type[UnsafeArchive] = UnsafeArchive) -> None:
-        """
-        @param error: the exception L{check} raises
-            (L{pypid.core.dists.zip_format.UnsafeZip} for zips).
-        """
+        """@param error: what L{check} raises (C{UnsafeZip} for zips)."""
         #: C{(folded name, is a directory, raw name)} of each name added
         self._keys: list[tuple[str, bool, bytes]] = []
         self._error = error
@@ -183,15 +146,10 @@ class MemberNames:
         self._keys.append((_fold(name.rstrip("/")), is_dir, raw))
 
     def check(self) -> None:
-        """
-        Refuse the first collision among the names added, if any.
-
-        @raise UnsafeArchive: naming one of the two members.
-        """
+        """Refuse the first collision among the names added, naming one of the two."""
         error = self._error
         self._keys.sort(key=lambda key: key[0])
-        for (key, is_dir, raw), (next_key, _, next_raw) in zip(self._keys, self._keys[1:],
-                                                               strict=False):
+        for (key, is_dir, raw), (next_key, _, next_raw) in itertools.pairwise(self._keys):
             if next_key == key:
                 if next_raw == raw:
                     raise error("the name appears twice", raw)
@@ -208,9 +166,8 @@ class MemberNames:
 
 def _fold(name: str) -> str:
     """
-    Fold a name to what case-insensitive, normalizing file systems take it
-    for: NFC, case-folded, without trailing dots and spaces in any
-    component, its slashes made NULs.
+    A name as case-insensitive, normalizing file systems take it (NFC,
+    case-folded, no trailing dots and spaces in a component), slashes made NULs.
     """
     if name.isascii():
         name = name.lower()
@@ -223,16 +180,11 @@ def _fold(name: str) -> str:
 
 def too_large(member: str, limit: int) -> InvalidDistribution:
     """The error for a metadata file over the size limit."""
-    return InvalidDistribution(
-        f"{member} is larger than {limit} bytes", field="metadata"
-    )
+    return InvalidDistribution(f"{member} is larger than {limit} bytes", field="metadata")
 
 
 def is_named_for(stem: str, parsed: ParsedFilename) -> bool:
-    """
-    Whether C{<name>-<version>} names the filename's project and version,
-    whichever dash separates them.
-    """
+    """Whether C{<name>-<version>} names the filename's project and version, at any dash."""
     expected = version_of(parsed.version)
     if expected is None:
         return False
@@ -249,8 +201,8 @@ def _split_member_name(name: str) -> list[str]:
     Split an sdist member name into path parts, ignoring a leading C{./} and
     the trailing C{/} of a directory.
 
-    @raise InvalidDistribution: on an absolute path or a C{..} part, which
-        no sdist has any use for (and pip refuses to unpack).
+    @raise InvalidDistribution: on an absolute path or a C{..} part (pip
+        refuses to unpack them).
     """
     parts = name.split("/")
     while len(parts) > 1 and parts[0] == ".":
@@ -311,9 +263,7 @@ class SdistLayout:
             # (the spelling an extractor writes: no empty or "." parts)
             path = "/".join(p for p in parts if p not in ("", "."))
             if path in self._seen:
-                raise InvalidDistribution(
-                    f"the sdist holds {short_text(path)} more than once"
-                )
+                raise InvalidDistribution(f"the sdist holds {short_text(path)} more than once")
             self._seen.add(path)
             self.path = path
         if parts[1:] != ["PKG-INFO"]:
@@ -326,9 +276,7 @@ class SdistLayout:
     def require_pkg_info(self) -> None:
         """Refuse an sdist in which no PKG-INFO was seen."""
         if not self.pkg_info_seen:
-            raise InvalidDistribution(
-                "the sdist has no PKG-INFO in its top-level directory"
-            )
+            raise InvalidDistribution("the sdist has no PKG-INFO in its top-level directory")
 
     def check_name(self, name: str, is_dir: bool) -> None:
         """Hold a tarball member's name to the zip name rules (L{check_member_name}): uploads."""
@@ -373,12 +321,10 @@ class SdistLayout:
         Checking each link's target as text is not enough: C{a/up -> ..}
         and C{a/up/up -> ..} each stay inside, yet a member written under
         C{a/up/up/up/} lands outside, because the extractor follows the
-        links in its path. So no member may lie under a symbolic link (a
-        link is a file to L{check_names}, which refuses a name under a
-        file, and runs first), and a link's target may not pass through
-        another link on its way (only its last step may be one): then the
-        text of every path is where it really leads, and a target that
-        stays inside as text stays inside.
+        links in its path. So no member may lie under a symbolic link
+        (L{check_names}, run first, refuses a name under a file, which a
+        link is), and a link's target may not pass through another link:
+        then a target that stays inside as text stays inside.
         """
         links = self._symlinks
         for path, target in links.items():

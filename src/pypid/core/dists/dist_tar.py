@@ -4,9 +4,7 @@ sdist scanned as a stream from start to end for its PKG-INFO, every step
 bounded (L{BoundedReader} on the bytes decompressed, L{BoundedTarInfo} on
 extension headers, L{OneGzipMember} on what follows the gzip stream), its
 members held to the sdist layout (L{pypid.core.dists.dist_members}) and,
-for uploads, its end-of-archive marker checked. Apart from the zip readers
-(L{pypid.core.dists.dist_zip}); the bundles' reader uses
-L{BoundedTarInfo} too.
+for uploads, its end-of-archive marker checked.
 """
 
 from __future__ import annotations
@@ -50,12 +48,9 @@ class Readable(Protocol):
 
 class BoundedReader:
     """
-    A read-only file whose reads stop with L{ScanLimitExceeded} once more than
-    a budget of bytes has come out of it.
-
-    Wrapped around a decompressor, it bounds the decompression work of a
-    scan: each read asks the decompressor for at most one byte past the
-    budget.
+    A read-only file whose reads stop with L{ScanLimitExceeded} once more
+    than a budget of bytes has come out of it: around a decompressor, each
+    read asks it for at most one byte past the budget.
     """
 
     def __init__(self, stream: Readable, budget: int) -> None:
@@ -79,9 +74,7 @@ class BoundedReader:
         data = self._stream.read(size)
         self._left -= len(data)
         if self._left < 0:
-            raise ScanLimitExceeded(
-                f"the archive expands to more than {self._budget} bytes"
-            )
+            raise ScanLimitExceeded(f"the archive expands to more than {self._budget} bytes")
         kept = len(data.rstrip(b"\0"))
         if kept:
             self.data_end = start + kept
@@ -179,13 +172,10 @@ class BoundedTarInfo(tarfile.TarInfo):
 def tar_sdist_metadata(reader: BoundedReader, limit: int, max_members: int,
                         layout: SdistLayout, strict: bool = False) -> bytes:
     """
-    Scan a decompressed tar stream from start to end and return the bytes of
-    its PKG-INFO after checking its layout.
-
-    The whole stream is read (within the reader's budget) so that a
-    truncated or corrupt compressed file is refused rather than half-read.
-    With C{strict}, member types and links are checked too, and the stream
-    must end with the end-of-archive marker and zeros.
+    Scan a decompressed tar stream whole (so that a truncated or corrupt
+    file is refused rather than half-read) and return the bytes of its
+    PKG-INFO after checking its layout; with C{strict}, member types and
+    links too, and an end-of-archive marker followed by zeros only.
     """
     raw: bytes | None = None
     count = 0
@@ -198,9 +188,7 @@ def tar_sdist_metadata(reader: BoundedReader, limit: int, max_members: int,
             tf.members.clear()  # type: ignore[attr-defined]  # (undocumented, not in typeshed)
             count += 1
             if count > max_members:
-                raise InvalidDistribution(
-                    f"the sdist has more than {max_members} members"
-                )
+                raise InvalidDistribution(f"the sdist has more than {max_members} members")
             if strict:
                 layout.check_name(member.name, member.isdir())
             is_pkg_info = layout.add(member.name)

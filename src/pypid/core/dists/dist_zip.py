@@ -2,10 +2,7 @@
 The zip readers of L{pypid.core.dists.dist_archive.extract}: a wheel's
 METADATA (with its C{WHEEL} held to the filename, and a variant wheel's
 C{variant.json}) and a C{.zip} sdist's PKG-INFO, read through C{zipfile}
-once the entry count is bounded; the strict structural checks are
-L{pypid.core.dists.zipcheck}'s. Apart from the tar readers
-(L{pypid.core.dists.dist_tar}), with which they share nothing but the
-sdist layout (L{pypid.core.dists.dist_members}).
+once the entry count is bounded.
 """
 
 from __future__ import annotations
@@ -47,16 +44,12 @@ def check_zip_entry_count(f: IO[bytes], limit: int) -> None:
     Refuse a zip that claims more than C{limit} entries, or whose central
     directory could make zipfile build many more than C{limit}.
 
-    zipfile turns the whole central directory into objects as soon as it
-    opens a file. It reads exactly the number of bytes the end record gives
-    as the central directory's size and parses entries within them,
-    whatever entry count the end record claims, an entry taking at least
-    C{sizeCentralDir} (46) bytes; so a size of at most C{limit} times
+    zipfile parses the whole central directory as soon as it opens a file:
+    the size the end record gives, whatever entry count it claims, an entry
+    taking at least 46 bytes. So a size of at most C{limit} times
     L{CENTRAL_ENTRY_ROOM} bounds its work to about 12 times C{limit}
-    entries, and L{check_zip_entries} then counts the entries it built.
-    (A bound of 46 bytes an entry would refuse ten entries of ordinary
-    names as "more than 10".)
-    Reading the end record costs one small read at the end of the file.
+    entries, and L{check_zip_entries} then counts those built. (46 bytes an
+    entry would refuse ten entries of ordinary names as "more than 10".)
     """
     try:
         # (zipfile's private helpers, which typeshed leaves out)
@@ -79,11 +72,9 @@ def check_zip_entries(zf: zipfile.ZipFile, limit: int) -> None:
 
 def _read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     """
-    Read one zip member, refusing it when it is larger than C{limit}.
-
-    The declared size is checked first; reading at most C{limit + 1} bytes
-    then bounds the work even if the declaration lies (zipfile also stops at
-    the declared size and checks the CRC).
+    Read one zip member, refusing it when it is larger than C{limit}: the
+    declared size first, then reading at most C{limit + 1} bytes, should
+    the declaration lie.
     """
     if info.file_size > limit:
         raise too_large(escape_text(info.filename), limit)
@@ -112,17 +103,12 @@ def _read_member_in_memory(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
     C{zipfile.ZipFile.open} would give exactly them; else L{None}, and the
     caller asks C{zipfile}.
 
-    C{zipfile}'s member reading is a stack of Python objects (a shared file,
-    a C{ZipExtFile}, its buffering): 27 us for a 200-byte C{METADATA}, a
-    tenth of describing a small wheel, against 3 us here. So the common case
-    is read here, with every check C{zipfile} makes on it: a local header
-    with its signature, a name equal to the central directory's (decoded
-    as C{zipfile} decodes it), no encryption, patch or strong encryption
-    flag, the stored or deflate method, data within the archive (and, where
-    C{zipfile} has it, the overlap check against the next member), exactly
-    the declared size out and the declared CRC-32. Anything else, every
-    error included, takes C{zipfile}'s own path, which raises what it
-    always raised.
+    C{zipfile}'s member reading is a stack of Python objects: 27 us for a
+    200-byte C{METADATA}, a tenth of describing a small wheel, against 3 us
+    here. So the common case is read here, with every check C{zipfile}
+    makes on it (signature, name, flags, method, bounds and its overlap
+    check, size and CRC-32); anything else, every error included, takes
+    C{zipfile}'s own path, which raises what it always raised.
     """
     method = info.compress_type
     if info.flag_bits & _UNREADABLE_FLAGS or method not in (zipfile.ZIP_STORED,
@@ -138,8 +124,7 @@ def _read_member_in_memory(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
         return None
     start = offset + _LOCAL_HEADER.size
     try:
-        name = data[start:start + name_length].decode(
-            "utf-8" if flags & _UTF8_NAME else "cp437")
+        name = data[start:start + name_length].decode("utf-8" if flags & _UTF8_NAME else "cp437")
     except UnicodeDecodeError:
         return None
     if name != info.orig_filename:
@@ -162,11 +147,7 @@ def _read_member_in_memory(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
 
 
 def _refuse_duplicates(names: Collection[str]) -> None:
-    """
-    Refuse an archive that names one path twice: which copy a reader sees
-    depends on the reader, so the metadata checked here might not be the one
-    installed.
-    """
+    """Refuse an archive that names one path twice: readers differ on which copy they see."""
     if len(set(names)) != len(names):
         raise InvalidDistribution("the archive holds the same path more than once")
 
@@ -175,14 +156,11 @@ def wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
                     filename: str | None = None, mismatch: list[str] | None = None,
                     tags_only: bool = False) -> tuple[bytes, str | None]:
     """
-    Return the bytes of a wheel's METADATA after checking its layout, and,
-    given the C{filename} (uploads), its C{WHEEL} file against that name:
-    Tag lines that differ are refused, or, given a C{mismatch} list, noted
-    in it and taken. With C{tags_only} (an import, read leniently), only
-    a readable C{WHEEL}'s tags are held to the name. A variant wheel's
-    C{WHEEL} names the tags of its name without the label (PEP 825), and
-    its C{variant.json} is read too (L{_wheel_variant}): the second value,
-    L{None} for a plain wheel.
+    The bytes of a wheel's METADATA after checking its layout and, given
+    the C{filename}, its C{WHEEL} against that name without a variant label
+    (L{_hold_to_filename}; with C{tags_only}, an import's lenient reading,
+    only a readable C{WHEEL}'s tags); and a variant wheel's C{variant.json}
+    (L{_wheel_variant}), or L{None}.
     """
     names = zf.namelist()
     _refuse_duplicates(names)
@@ -207,26 +185,20 @@ def wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
                 else ("METADATA", "RECORD"))
     for member in required:
         if f"{info_dir}/{member}" not in names:
-            raise InvalidDistribution(
-                f"the wheel has no {escape_text(info_dir)}/{member}"
-            )
+            raise InvalidDistribution(f"the wheel has no {escape_text(info_dir)}/{member}")
     member = f"{info_dir}/WHEEL"
     if filename is not None and parsed.variant is not None:
         filename = split_label(filename)[0]
-    if filename is not None and tags_only:
+    if filename is not None and (not tags_only or member in names):
         try:
-            info = (parse_wheel_file(_read_zip_member(zf, zf.getinfo(member),
-                                                      MAX_WHEEL_FILE_SIZE),
-                                     escape_text(member)) if member in names else None)
+            info: WheelInfo | None = parse_wheel_file(
+                _read_zip_member(zf, zf.getinfo(member), MAX_WHEEL_FILE_SIZE), escape_text(member))
         except (InvalidWheelFile, InvalidDistribution):
-            # (an import reads leniently: only the tags of a WHEEL one can read)
-            info = None
+            if not tags_only:
+                raise
+            info = None  # (an import reads leniently: only the tags of a WHEEL one can read)
         if info is not None:
-            _hold_to_filename(info, filename, escape_text(member), mismatch, build=False)
-    elif filename is not None:
-        raw = _read_zip_member(zf, zf.getinfo(member), MAX_WHEEL_FILE_SIZE)
-        info = parse_wheel_file(raw, escape_text(member))
-        _hold_to_filename(info, filename, escape_text(member), mismatch, build=True)
+            _hold_to_filename(info, filename, escape_text(member), mismatch, build=not tags_only)
     variant = (_wheel_variant(zf, info_dir, parsed.variant) if parsed.variant is not None
                else None)
     return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit), variant
@@ -251,11 +223,10 @@ def _hold_to_filename(info: WheelInfo, filename: str, member: str, mismatch: lis
 
 def _wheel_variant(zf: zipfile.ZipFile, info_dir: str, label: str) -> str:
     """
-    A variant wheel's C{variant.json} in C{info_dir} (the one C{.dist-info}
-    directory L{wheel_metadata} checked), held to PEP 825's rules and to
-    the filename's C{label}, as its record keeps it: compact, at most
-    L{VARIANT_BYTES}. Checked whether or not the upload rules apply (an
-    import too): the index-level file is made of it.
+    A variant wheel's C{variant.json} in C{info_dir}, held to PEP 825's
+    rules and to the filename's C{label}, as its record keeps it (compact,
+    at most L{VARIANT_BYTES}); an import's too, as the index-level file is
+    made of it.
 
     @raise InvalidDistribution: naming the rule (field C{variant.json}).
     """

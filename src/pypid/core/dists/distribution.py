@@ -1,19 +1,14 @@
 """
-Turn a distribution file on disk into its L{FileRecord} and core metadata.
-
-Used for files that arrive without a record: an upload (whose digests were
-computed while it streamed in) and a package folder being imported (whose
-digests are computed here). Synchronous and CPU/disk bound: callers run it in
-a worker thread.
+Turn a distribution file on disk into its L{FileRecord} and core metadata:
+an upload (whose digests were computed while it streamed in) or a file of a
+folder being imported. Synchronous and CPU/disk bound: callers run it in a
+worker thread.
 
 A bare folder is described file by file in the background, so this is the
-cost of a start on one (C{docs/performance.rst}, "Describing a file"). A
-file of at most L{IN_MEMORY_LIMIT} (1 MiB; most wheels and sdists) is read
-whole in one read, and the archive checks, the metadata and the digests
-all work from those bytes (C{io.BytesIO}): five system calls a file; a
-larger one is opened once, described through a buffered reader, then
-hashed from its start. Every check is the one made on a path
-(L{pypid.core.dists.dist_archive.extract}).
+cost of a start on one (C{docs/performance.rst}, "Describing a file"): a
+file of at most L{IN_MEMORY_LIMIT} (most wheels and sdists) is read whole
+in one read and every check and digest works from those bytes, five system
+calls a file; a larger one is opened once, described, then hashed.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ from typing import IO, Union
 import attrs
 
 from pypid.core.dists.details import describe
-from pypid.core.dists.dist_archive import WheelTags, extract
+from pypid.core.dists.dist_archive import Extracted, WheelTags, extract
 from pypid.core.dists.model import SUMMARY_BYTES, FileRecord, cut_text
 from pypid.core.dists.names import parse_filename
 from pypid.core.dists.readme import Renderer
@@ -97,13 +92,8 @@ def _read_small(fd: int, limit: int) -> bytes | None:
 @attrs.frozen
 class Inspected:
     """
-    What L{inspect} learnt about a file.
-
-    @ivar record: its L{FileRecord}.
-    @ivar metadata: its core metadata bytes when they are served (PEP 658),
-        else L{None}.
-    @ivar details: its L{pypid.core.dists.details.Details} as sidecar bytes, when
-        asked for.
+    What L{inspect} learnt about a file: its L{FileRecord}, its core metadata
+    bytes when they are served (PEP 658), and its details sidecar when asked.
     """
 
     record: FileRecord
@@ -120,68 +110,52 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
     """
     Validate a distribution file and describe it.
 
-    @param path: where the file is on the local filesystem, or a seekable
-        binary file object (read from its start, and hashed whole when no
-        C{digests} are given).
+    @param path: a path, or a seekable binary file object (read from its
+        start, and hashed whole when no C{digests} are given).
     @param filename: the name it is (or will be) served under.
     @param key: the storage path recorded in the record.
-    @param upload_time: POSIX time to record as its upload time.
     @param digests: C{(size, sha256, blake2_256, md5)} when already known.
-    @param legacy: accept old filename forms found in existing folders, and
-        apply only the checks that make a file safe to serve, not the
-        stricter upload rules (L{pypid.core.dists.dist_archive.extract}'s C{strict}).
-    @param details: also render the file's details for the pages for people
-        with this L{pypid.core.dists.readme.Renderer}
-        (L{pypid.core.dists.details.describe}; slower, a README is rendered).
-    @param wheel_tags: what a wheel whose C{WHEEL} tags differ from its
-        filename's gets (L{pypid.core.dists.dist_archive.extract}'s C{wheel_tags}).
+    @param legacy: a folder's file: old filename forms, and not the upload
+        rules (L{pypid.core.dists.dist_archive.extract}'s C{strict}).
+    @param details: render the file's details for the pages for people
+        with this L{pypid.core.dists.readme.Renderer} too (slower).
+    @param wheel_tags: see L{pypid.core.dists.dist_archive.extract}.
     @raise pypid.core.dists.names.InvalidName: for a filename that is not a distribution.
     @raise pypid.core.dists.metadata.InvalidDistribution: for a broken archive.
     """
     parsed = parse_filename(filename, legacy=legacy)
+
+    def described(f: IO[bytes], data: bytes | None = None) -> tuple[Extracted, Digests]:
+        extracted = extract(f, parsed, filename, strict=not legacy, wheel_tags=wheel_tags)
+        if digests is not None:
+            return extracted, digests
+        if data is not None:
+            return extracted, data_digests(data)
+        f.seek(0)
+        return extracted, _stream_digests(f)
+
     if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
         fd = os.open(path, os.O_RDONLY)
         try:
             data = _read_small(fd, IN_MEMORY_LIMIT)
             if data is not None:
-                extracted = extract(io.BytesIO(data), parsed, filename, strict=not legacy,
-                                    wheel_tags=wheel_tags)
-                if digests is None:
-                    digests = data_digests(data)
+                extracted, digests = described(io.BytesIO(data), data)
             else:
                 with open(fd, "rb", closefd=False) as f:
-                    extracted = extract(f, parsed, filename, strict=not legacy,
-                                        wheel_tags=wheel_tags)
-                    if digests is None:
-                        f.seek(0)
-                        digests = _stream_digests(f)
+                    extracted, digests = described(f)
         finally:
             os.close(fd)
     else:
-        extracted = extract(path, parsed, filename, strict=not legacy,
-                            wheel_tags=wheel_tags)
-        if digests is None:
-            path.seek(0)
-            digests = _stream_digests(path)
+        extracted, digests = described(path)
     size, sha256, blake2, md5 = digests
     meta = extracted.metadata
     served = meta.raw if extracted.serve else None
     record = FileRecord(
-        filename=filename,
-        project=parsed.project,
-        name=meta.name,
-        version=parsed.version,
-        packagetype=parsed.packagetype,
-        path=key,
-        size=size,
-        sha256=sha256,
-        blake2_256=blake2,
-        md5=md5,
-        upload_time=upload_time,
-        requires_python=meta.requires_python,
+        filename=filename, project=parsed.project, name=meta.name, version=parsed.version,
+        packagetype=parsed.packagetype, path=key, size=size, sha256=sha256, blake2_256=blake2,
+        md5=md5, upload_time=upload_time, requires_python=meta.requires_python,
         metadata_sha256=extracted.metadata_sha256,
-        summary=cut_text(meta.summary, SUMMARY_BYTES),
-        variant=extracted.variant,
+        summary=cut_text(meta.summary, SUMMARY_BYTES), variant=extracted.variant,
     )
     return Inspected(record, served,
                      describe(meta, details).to_bytes() if details is not None else None,

@@ -1,16 +1,11 @@
 """
 Core metadata (C{METADATA}, C{PKG-INFO}) as the index reads and keeps it.
 
-The server must learn what a distribution says about itself (name,
-version, Requires-Python, the fields the legacy JSON API shows) and keep
-the exact bytes of its metadata file: the index advertises their hash for
-the PEP 658 C{.metadata} sidecar, pip checks that hash, and after
-downloading the wheel pip compares the sidecar with the wheel's own
-C{METADATA} and aborts on any difference. So the bytes are never decoded
-and re-encoded on their way out. L{parse_metadata} reads bytes (out
-of an archive: L{pypid.core.dists.dist_archive}) and returns a
-L{CoreMetadata} or raises L{InvalidDistribution}; an upload's
-(C{strict=True}) must have a C{Metadata-Version} the index supports.
+The exact bytes are kept, never re-encoded: the index advertises their
+hash for the PEP 658 C{.metadata} sidecar, and pip, after downloading the
+wheel, compares the sidecar with the wheel's own C{METADATA} and aborts on
+any difference. L{parse_metadata} reads them into a L{CoreMetadata} or
+raises L{InvalidDistribution}.
 """
 
 from __future__ import annotations
@@ -50,16 +45,10 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 _LINE_WITH_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
 
-def _lines(text: str) -> list[str]:
-    """C{text} split at CR, LF and CRLF only (see L{_LINE_END})."""
-    return _LINE_END.split(text)
-
 class InvalidDistribution(ValueError):
     """
     A distribution file that is not what its name says, or whose metadata
-    the index refuses.
-
-    C{str()} of the exception is a short message fit for a 400 response body.
+    the index refuses; C{str()} is a short message fit for a 400 response body.
 
     @ivar field: what was wrong: C{"content"} for the archive itself,
         C{"metadata"} for the metadata file as a whole, or
@@ -75,26 +64,18 @@ class InvalidDistribution(ValueError):
 
 
 def short_text(text: str, limit: int = 80) -> str:
-    """
-    Quote client-supplied text for an error message: escaped, and short.
-    """
+    """Quote client-supplied text for an error message: escaped, and short."""
     if len(text) > limit:
         text = text[:limit] + "..."
     return repr(text)
 
 
 def escape_text(text: str, limit: int = 120) -> str:
-    """
-    Make client-supplied text safe for an error message: short, with
-    control and other unprintable characters backslash-escaped (also for
-    the upload form's field names, L{pypid.core.dists.upload}).
-    """
+    """Client-supplied text, short and its unprintable characters escaped, for an error message."""
     if len(text) > limit:
         text = text[:limit] + "..."
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def _tuple_of_str(values: Iterable[object]) -> tuple[str, ...]:
@@ -111,11 +92,8 @@ def _tuple_of_pairs(values: Iterable[tuple[object, object]]) -> tuple[tuple[str,
 class CoreMetadata:
     """
     The parsed core metadata of one distribution, with the exact bytes it was
-    parsed from.
-
-    Text fields are L{None} when the header is absent or empty; list fields
-    are tuples, empty when absent. The parsed view is decoded as UTF-8 with
-    replacement characters; L{raw} is never re-encoded.
+    parsed from (never re-encoded). Text fields are L{None} when the header
+    is absent or empty; list fields are tuples, empty when absent.
 
     @ivar raw: the exact bytes of C{METADATA} or C{PKG-INFO}.
     @ivar project_urls: C{(label, url)} pairs of the C{Project-URL} headers,
@@ -145,9 +123,7 @@ class CoreMetadata:
     classifiers: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
     requires_dist: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
     provides_extra: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
-    project_urls: tuple[tuple[str, str], ...] = attrs.field(
-        default=(), converter=_tuple_of_pairs
-    )
+    project_urls: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_tuple_of_pairs)
     home_page: str | None = None
     download_url: str | None = None
     platforms: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
@@ -170,10 +146,9 @@ class CoreMetadata:
 
     def to_json_info(self) -> dict[str, Any]:
         """
-        Return the metadata part of the C{info} object of
-        C{/pypi/<project>/json}, with the keys and empty-value conventions of
-        the public index (C{classifiers} is always a list; the other lists and
-        C{project_urls} are L{None} when empty).
+        The metadata part of the C{info} object of C{/pypi/<project>/json},
+        with the public index's keys and empty values (C{classifiers} is
+        always a list; the other lists and C{project_urls} L{None} when empty).
         """
         return {
             "name": self.name,
@@ -202,12 +177,10 @@ class CoreMetadata:
 
 
 def _unfold(value: str) -> str:
-    """
-    Join a folded header onto one line, as every field but Description is.
-    """
+    """Join a folded header onto one line, as every field but Description is."""
     if type(value) is str and "\n" not in value and "\r" not in value:
         return value.strip()  # (one line, as most are: the same, faster)
-    return " ".join(part.strip() for part in _lines(str(value))).strip()
+    return " ".join(part.strip() for part in _LINE_END.split(str(value))).strip()
 
 
 def _unfold_description(value: str) -> str:
@@ -219,7 +192,7 @@ def _unfold_description(value: str) -> str:
     is recognised only when every continuation line has it, so that a
     space-folded Markdown table keeps its leading C{|}.
     """
-    first, *rest = _lines(str(value).rstrip("\r\n")) or [""]
+    first, *rest = _LINE_END.split(str(value).rstrip("\r\n")) or [""]
     if rest and all(_PIPE_CONTINUATION.match(line) for line in rest):
         rest = [_PIPE_CONTINUATION.sub("", line, count=1) for line in rest]
     else:
@@ -234,20 +207,12 @@ _HEADER_LINE = re.compile(r"([\x21-\x39\x3b-\x7e]+):([^\r\n]*(?:\r\n|\r|\n)?)")
 class _Headers:
     """
     The header block of core metadata, read as the standard library's
-    C{email} parser reads it with the C{compat32} policy and
-    C{headersonly=True}, for the little this module asks of it, at a tenth
-    of the cost (imports of large folders parse thousands of these):
-
-      - a line starting with a space or tab continues the previous header
-        (and is ignored before the first one);
-      - a line C{Name: value} starts a header (names are case-insensitive,
-        and may repeat);
-      - a line starting with C{:} (a header without a name) is dropped,
-        and so are the lines continuing it;
-      - an empty line ends the headers, and so does any other line, which
-        then starts the body.
-
-    L{parse_metadata} reads only the headers present, each once.
+    C{email} parser reads it (C{compat32}, C{headersonly=True}), for the
+    little this module asks of it, at a tenth of the cost (imports of large
+    folders parse thousands of these): a line C{Name: value} starts a header
+    (names case-insensitive, and may repeat), a line starting with a space
+    or tab continues it, a header without a name is dropped, and any other
+    line ends the headers.
     """
 
     #: each header's values by its lower-cased name, each value as its lines
@@ -336,11 +301,7 @@ DEFAULT_HEADER_LIMIT = 2048
 
 
 def _strict_text(raw: bytes) -> str:
-    """
-    The text of metadata under the upload rules: UTF-8 without a NUL.
-
-    @raise InvalidDistribution: otherwise.
-    """
+    """The text of metadata under the upload rules: UTF-8 without a NUL."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -355,40 +316,30 @@ def _strict_text(raw: bytes) -> str:
 def _check_headers(headers: _Headers) -> None:
     """
     Refuse headers that readers could take differently (the upload rules):
-    a control character in a header, a value over its cap, or a single-use
-    field (L{_SINGLE_USE_FIELDS}) given twice, of which pip and the index
-    might read different copies.
-
-    @raise InvalidDistribution: naming the field.
+    a control character, a value over its cap, or a single-use field given
+    twice, of which pip and the index might read different copies.
     """
     for name in headers.names():
         # (a name from names() always has values)
         values = cast("list[str]", headers.get_all(name))
+        shown = escape_text(name.title())
         if name in _SINGLE_USE_FIELDS and len(values) > 1:
-            raise InvalidDistribution(
-                f"the metadata has more than one {escape_text(name.title())} field",
-                field=f"metadata.{escape_text(name.title())}",
-            )
+            raise InvalidDistribution(f"the metadata has more than one {shown} field",
+                                      field=f"metadata.{shown}")
         if any(_CONTROL.search(value) for value in values):
-            raise InvalidDistribution(
-                f"the metadata's {escape_text(name.title())} field contains a control character",
-                field=f"metadata.{escape_text(name.title())}",
-            )
+            raise InvalidDistribution(f"the metadata's {shown} field contains a control character",
+                                      field=f"metadata.{shown}")
         limit = HEADER_LIMITS.get(name, DEFAULT_HEADER_LIMIT)
         if any(len(value) > limit for value in values):
             raise InvalidDistribution(
-                f"the metadata's {escape_text(name.title())} field is longer than "
-                f"{limit} characters",
-                field=f"metadata.{escape_text(name.title())}",
-            )
+                f"the metadata's {shown} field is longer than {limit} characters",
+                field=f"metadata.{shown}")
 
 
 def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
     """
     Parse core metadata (a wheel's METADATA or an sdist's PKG-INFO).
-
-    Undecodable bytes become U+FFFD in the parsed view; C{raw} is kept as
-    given.
+    Undecodable bytes become U+FFFD in the parsed view; C{raw} is kept as given.
 
     @param strict: apply the upload rules (L{_strict_text},
         L{_check_headers}) too.
@@ -396,16 +347,13 @@ def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
         missing, or with C{strict}, if the rules refuse it.
     """
     if strict:
-        text = _strict_text(raw)
-        message = _Headers(text)
+        message = _Headers(_strict_text(raw))
         _check_headers(message)
     else:
         message = _Headers(raw.decode("utf-8-sig", errors="replace"))
 
-    # Only the headers present are looked at, each once (this runs for every
-    # file of a folder being imported): the first value of a single-valued
-    # field, every non-empty value of a repeated one, unfolded.
-    # (CoreMetadata's keyword arguments: texts, tuples of texts, None)
+    # Only the headers present are looked at, each once: this runs for every
+    # file of a folder being imported; fields are CoreMetadata's keywords.
     fields: dict[str, Any] = {}
     for name, values in message._values.items():
         key = _ONE_VALUE_FIELDS.get(name)
@@ -419,15 +367,9 @@ def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
         if key is not None:
             unfolded = [_unfold("".join(parts).rstrip("\r\n")) for parts in values]
             fields[key] = tuple(value for value in unfolded if value)
-    for header, key in (
-        ("Metadata-Version", "metadata_version"),
-        ("Name", "name"),
-        ("Version", "version"),
-    ):
-        if key not in fields:
-            raise InvalidDistribution(
-                f"the metadata has no {header}", field=f"metadata.{header}"
-            )
+    for header in ("Metadata-Version", "Name", "Version"):
+        if header.lower().replace("-", "_") not in fields:
+            raise InvalidDistribution(f"the metadata has no {header}", field=f"metadata.{header}")
 
     body = message.payload
     if not body.strip():
@@ -448,10 +390,7 @@ def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
 
 
 # The fields of L{CoreMetadata} by the lower-cased header that gives them:
-# those read from a header's first value (the single-use fields, named with
-# "_" for "-", but Description, read apart, and Keywords), and those from
-# all its values (Keywords and Project-URL are made into a text and pairs
-# afterwards).
+# from its first value (Description is read apart), or from all its values.
 _ONE_VALUE_FIELDS = {name: name.replace("-", "_")
                      for name in _SINGLE_USE_FIELDS - {"description", "keywords"}}
 _MANY_VALUE_FIELDS = {

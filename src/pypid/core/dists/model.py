@@ -1,11 +1,8 @@
 """
-The values the index is made of.
-
-A L{FileRecord} is everything the index knows about one stored distribution
-file; it is what the storage keeps beside the file (so the index can be
-rebuilt from storage alone), what the snapshot holds, and what the pages are
-rendered from. Records are immutable: a change (a yank, say) makes a new
-record (L{FileRecord.replace}).
+The values the index is made of: a L{FileRecord} is everything the index
+knows about one stored distribution file, what the storage keeps beside the
+file (so the index can be rebuilt from storage alone), what the snapshot
+holds, and what the pages are rendered from.
 """
 
 from __future__ import annotations
@@ -19,10 +16,7 @@ from pypid.core.dists.wheel_variants import InvalidVariant, read_variant_json, s
 
 
 def format_upload_time(when: float) -> str:
-    """
-    Format a POSIX timestamp the way PEP 700 requires:
-    C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC.
-    """
+    """A POSIX timestamp as PEP 700 asks: C{yyyy-mm-ddThh:mm:ss.ffffffZ}, in UTC."""
     dt = datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -36,10 +30,9 @@ def _optional_str(value: object) -> str | None:
 #: S3, in an object's user metadata, which is 2 KB in all.
 SUMMARY_BYTES = 300
 UPLOADER_BYTES = 100
-#: The most UTF-8 bytes of a yank reason (a reason is a line on a
-#: page; unbounded ones made every page, snapshot and export carry
-#: megabytes). A longer one is refused from a yank, and cut from the
-#: upstream, an import or a bucket.
+#: The most UTF-8 bytes of a yank reason, a line on a page (unbounded, they
+#: made every page, snapshot and export carry megabytes): refused from a
+#: yank, cut from the upstream, an import or a bucket.
 YANK_REASON_BYTES = 300
 
 
@@ -58,17 +51,13 @@ def cut_text(text: str | None, limit: int) -> str | None:
 
 
 def cut_reason(reason: str | None) -> str | None:
-    """
-    A yank reason cut to L{YANK_REASON_BYTES}; L{None} (not yanked) and
-    C{""} (yanked without a reason) as they are.
-    """
+    """A yank reason cut to L{YANK_REASON_BYTES}; L{None} and C{""} as they are."""
     return reason if not reason else cut_text(reason, YANK_REASON_BYTES)
 
 
 #: The most bytes of a variant wheel's C{variant.json} a record keeps, as
-#: compact JSON: a real one is 100 to 300. Records are in memory
-#: and, on S3, in an object's user metadata, which is 2 KB in all: with
-#: every other field at its longest but the Requires-Python, 1.4 KB
+#: compact JSON (a real one is 100 to 300): S3's user metadata is 2 KB in
+#: all, 1.4 KB with every other field at its longest but the Requires-Python
 #: (L{pypid.storage.bucket.layout.user_metadata} makes room for it).
 VARIANT_BYTES = 512
 
@@ -116,7 +105,9 @@ def _plain(slot: int) -> property:
 
 class FileRecord(tuple[Any, ...]):
     """
-    One distribution file in the index.
+    One distribution file in the index; immutable: a change (a yank, say)
+    makes a new record (L{replace}). Digests are given out as hex, L{None}
+    where a field is optional and absent.
 
     @ivar filename: the file's name, also the last segment of its URL.
     @ivar project: the normalized project name.
@@ -124,43 +115,29 @@ class FileRecord(tuple[Any, ...]):
     @ivar version: the normalized version.
     @ivar packagetype: C{"bdist_wheel"} or C{"sdist"}.
     @ivar path: where the storage keeps the file, relative to its root.
-    @ivar size: the file's size in bytes.
-    @ivar sha256: hex digest of the file.
-    @ivar blake2_256: hex blake2b-256 digest of the file, or L{None}.
-    @ivar md5: hex md5 digest (legacy JSON API only), or L{None}.
-    @ivar upload_time: POSIX timestamp of the upload.
-    @ivar requires_python: the file's C{Requires-Python}, or L{None}.
-    @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
-        empty), as PEP 592 defines it.
-    @ivar metadata_sha256: hex digest of the core metadata served at
-        C{<file URL>.metadata}, or L{None} when none is served.
-    @ivar summary: the metadata's C{Summary}, cut to L{SUMMARY_BYTES}
-        (for search and lists; the project page shows it whole), or L{None}.
-    @ivar uploader: who uploaded the file (cut to L{UPLOADER_BYTES}), or
-        L{None} for a file imported from a folder or another server.
-    @ivar provenance_sha256: hex digest of the file's provenance object
-        (PEP 740, L{pypid.core.dists.provenance}), kept beside it and served by
-        the Integrity API, or L{None} when it has none.
-    @ivar binned: when the file was put in the recycle bin (POSIX
-        time), or L{None} for a live file. A binned file is kept, but
-        neither listed nor served (the index holds it apart:
-        L{pypid.core.indexes.index.Index.binned}), until it is restored or purged.
-    @ivar variant: a variant wheel's C{variant.json} (PEP 825), as
-        compact JSON of at most L{VARIANT_BYTES}
-        (L{pypid.core.dists.wheel_variants.VariantMetadata.to_text}), from which
-        the index-level C{{name}-{version}-variants.json} is made; L{None}
-        for any other file.
+    @ivar upload_time: POSIX time.
+    @ivar md5: for the legacy JSON API only.
+    @ivar yanked: the reason (possibly empty) when yanked (PEP 592).
+    @ivar metadata_sha256: the digest of the core metadata served at
+        C{<file URL>.metadata}.
+    @ivar summary: the metadata's C{Summary}, cut to L{SUMMARY_BYTES}.
+    @ivar uploader: who uploaded the file (cut to L{UPLOADER_BYTES}); L{None}
+        for a file imported from a folder or another server.
+    @ivar provenance_sha256: the digest of the file's provenance object
+        (PEP 740, L{pypid.core.dists.provenance}), kept beside it.
+    @ivar binned: when the file was put in the recycle bin (POSIX time): it
+        is kept, but neither listed nor served
+        (L{pypid.core.indexes.index.Index.binned}) until restored or purged.
+    @ivar variant: a variant wheel's C{variant.json} (PEP 825) as compact
+        JSON of at most L{VARIANT_BYTES}
+        (L{pypid.core.dists.wheel_variants.VariantMetadata.to_text}).
 
-    A tuple, not an attrs class as the rest of the model is: an index holds
-    one for every file, a million of them for a cache of the public index,
-    and start-up makes them all. Measured on CPython 3.11: 0.18 us to make
-    one from its values against 1.7 us for the frozen attrs class (2.3 us
-    with keywords), at the same 168 bytes. Digests are kept as raw bytes
-    (65 bytes for a sha256 rather than 113 for its hex text; 176 bytes a
-    file for the four) and given out as hex, which costs 0.1 us an access:
-    the pages that show them are rendered once and kept. The path is kept
-    only when it is not the filename (an upload's path is its filename).
-    A change makes a new record: L{replace}.
+    A tuple, not an attrs class: an index holds one for every file (a
+    million for a cache of the public index), and start-up makes them all.
+    Measured on CPython 3.11: 0.18 us to make one against 1.7 us for a
+    frozen attrs class, at the same 168 bytes. Digests are kept as raw bytes
+    (saving 176 bytes a file for the four) and given out as hex at 0.1 us an
+    access; the path only when it is not the filename.
     """
 
     __slots__ = ()
@@ -189,14 +166,11 @@ class FileRecord(tuple[Any, ...]):
         return tuple(getattr(self, name) for name in FIELDS)
 
     def values(self) -> tuple[Any, ...]:
-        """
-        The 19 values in L{FIELDS} order, as a snapshot keeps them: digests
-        as raw bytes, the path L{None} when it is the filename.
-        """
+        """The values in L{FIELDS} order as a snapshot keeps them (digests raw, path or L{None})."""
         return tuple(self)
 
-    # (the fields are properties made by _plain and _hex, C-level reads of
-    # the tuple: mypy is told their types instead)
+    # (the fields are properties made by _plain and _hex below the class,
+    # C-level reads of the tuple: mypy is told their types instead)
     if TYPE_CHECKING:
         filename: str
         project: str
@@ -216,25 +190,6 @@ class FileRecord(tuple[Any, ...]):
         provenance_sha256: str | None
         binned: float | None
         variant: str | None
-    else:
-        filename = _plain(0)
-        project = _plain(1)
-        name = _plain(2)
-        version = _plain(3)
-        packagetype = _plain(4)
-        size = _plain(6)
-        sha256 = _hex(7)
-        upload_time = _plain(8)
-        blake2_256 = _hex(9)
-        md5 = _hex(10)
-        requires_python = _plain(11)
-        yanked = _plain(12)
-        metadata_sha256 = _hex(13)
-        summary = _plain(14)
-        uploader = _plain(15)
-        provenance_sha256 = _hex(16)
-        binned = _plain(17)
-        variant = _plain(18)
 
     @property
     def path(self) -> str:
@@ -271,16 +226,8 @@ class FileRecord(tuple[Any, ...]):
         return tuple.__getitem__(self, 4) == WHEEL
 
     def to_json(self) -> dict[str, Any]:
-        """
-        Return a JSON-ready dict of this record, with keys only for values
-        that are set, so that snapshots and sidecars stay small.
-        """
-        out = {}
-        for name in FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
+        """A JSON-ready dict of this record, keys only for values that are set."""
+        return {name: value for name in FIELDS if (value := getattr(self, name)) is not None}
 
     @classmethod
     def from_json(cls, data: Any) -> FileRecord:
@@ -318,11 +265,14 @@ class FileRecord(tuple[Any, ...]):
         return record
 
 
+for _slot, _field in enumerate(FIELDS):
+    if _field != "path":
+        setattr(FileRecord, _field, (_hex if _field in DIGESTS else _plain)(_slot))
+del _slot, _field
+
+
 def check(record: FileRecord) -> None:
-    """
-    Raise L{ValueError} unless C{record}'s values have the types a record's
-    must (what a sidecar, a snapshot or a bundle says is not trusted).
-    """
+    """Raise L{ValueError} unless C{record}'s values have a record's types (read, not trusted)."""
     (filename, project, name, version, kind, path, size, sha256,
      when) = tuple.__getitem__(record, slice(0, 9))
     if kind not in (WHEEL, SDIST):
@@ -348,10 +298,8 @@ def check(record: FileRecord) -> None:
 def check_variant(filename: str, variant: object) -> None:
     """
     Raise L{ValueError} unless C{variant} is what a record of C{filename}
-    may keep: the compact C{variant.json} of a variant wheel named with
-    its label, at most L{VARIANT_BYTES}, following PEP 825's rules (what a
-    sidecar, a snapshot, a bucket or a bundle says is not trusted: the
-    index-level file is made of it).
+    may keep: the compact C{variant.json} of a variant wheel named with its
+    label, at most L{VARIANT_BYTES}, following PEP 825's rules.
     """
     if not isinstance(variant, str) or len(variant) > VARIANT_BYTES:
         raise ValueError(f"a file record's variant must be text of at most {VARIANT_BYTES} "

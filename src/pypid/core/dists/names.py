@@ -72,11 +72,7 @@ def is_valid_name(name: str) -> bool:
 
 
 def canonical_version(version: str) -> str:
-    """
-    Return the normalized PEP 440 spelling of C{version}.
-
-    @raise InvalidName: if C{version} is not a valid PEP 440 version.
-    """
+    """The normalized PEP 440 spelling of C{version}, or L{InvalidName} for none."""
     try:
         return str(Version(version))
     except InvalidVersion:
@@ -104,12 +100,7 @@ class ParsedFilename:
 
 
 def check_filename_characters(filename: str) -> None:
-    """
-    Refuse a filename that could never be stored safely.
-
-    @raise InvalidName: on a path separator, a control character, a leading
-        dot or an over-long name.
-    """
+    """Refuse a filename that could never be stored safely."""
     if not filename:
         raise InvalidName("the filename is empty")
     if "/" in filename or "\\" in filename:
@@ -119,9 +110,7 @@ def check_filename_characters(filename: str) -> None:
     if filename.startswith("."):
         raise InvalidName("a filename cannot start with '.'")
     if len(filename.encode("utf-8")) > MAX_FILENAME_LENGTH:
-        raise InvalidName(
-            f"the filename is longer than {MAX_FILENAME_LENGTH} bytes"
-        )
+        raise InvalidName(f"the filename is longer than {MAX_FILENAME_LENGTH} bytes")
 
 
 def parse_filename(filename: str, legacy: bool = False) -> ParsedFilename:
@@ -139,25 +128,29 @@ def parse_filename(filename: str, legacy: bool = False) -> ParsedFilename:
     return _parse_sdist(filename, legacy)
 
 
+def _parsed(filename: str) -> ParsedFilename | None:
+    """L{parse_filename} of any name a folder may hold, or L{None} for no distribution's."""
+    try:
+        return parse_filename(filename, legacy=True)
+    except InvalidName:
+        return None
+
+
 def project_of_filename(filename: str) -> str | None:
     """
     The normalized project a distribution filename names, or L{None} when
     its name cannot be read: what an upload, a change and a deleted file's
     tombstone are filed under.
     """
-    try:
-        return parse_filename(filename, legacy=True).project
-    except InvalidName:
-        return None
+    parsed = _parsed(filename)
+    return None if parsed is None else parsed.project
 
 
 def _check_name_part(name: str) -> None:
     """
     Refuse a filename's name that an upload's form could not give
     (L{is_valid_name}: ASCII), whatever the file came from: packaging
-    takes any letter there, and lowercases the Kelvin sign to C{k}. The
-    message says what in it is wrong, and that it is the filename's (an
-    upload's form has a C{name} of its own, which may be right).
+    takes any letter there, and lowercases the Kelvin sign to C{k}.
     """
     if not is_valid_name(name):
         if not name:
@@ -191,17 +184,14 @@ def _parse_sdist(filename: str, legacy: bool) -> ParsedFilename:
 
 def _parse_wheel(filename: str) -> ParsedFilename:
     """
-    L{parse_filename} for a C{.whl} name. A variant wheel's (PEP 825) label
-    is split off first (L{split_label}), and the rest read as a plain
-    wheel's name: its tags, build tag and all.
+    L{parse_filename} for a C{.whl} name, a variant wheel's label (PEP 825)
+    split off first (L{split_label}).
 
-    C{packaging}'s C{parse_wheel_filename} reads the escaped name (before
-    the first dash) independently of the rest (version, build, tags), and a
-    folder's wheels share names (a project's releases) and rests (versions
-    and tag sets): so once a name has been parsed whole, its two parts are
-    remembered, and a later name whose parts are both known is answered
-    from them (less than half the cost, taken project by project). Any
-    other is parsed whole, which raises what it always raised.
+    C{packaging} reads the escaped name (before the first dash) apart from
+    the rest, and a folder's wheels share names (a project's releases) and
+    rests (versions and tag sets): so once a name has been parsed whole,
+    its two parts are remembered, and a name whose parts are both known is
+    answered from them (less than half the cost).
     """
     name_part, dash, rest = filename.partition("-")
     if not _WHEEL_REST.match(rest):
@@ -234,20 +224,17 @@ def _wheel_fault(stem: str, error: Exception) -> str:
     """
     What is wrong with the wheel name C{stem} (without C{.whl}) that
     C{packaging} refused with C{error}, in words that do not repeat the
-    filename (the caller names it, whole): C{packaging}'s own messages
-    name the stem, without its extension, after words of their own.
-    Worked out again only on this path, so a name parsed well costs
-    nothing more.
+    filename (the caller names it, whole; C{packaging}'s messages name the
+    stem). Worked out only on this path: a name parsed well costs nothing more.
     """
     parts = stem.split("-")
     if len(parts) not in (5, 6):
         return (f"a wheel's filename has 5 or 6 parts between dashes "
                 f"(name-version[-build]-python-abi-platform.whl), not {len(parts)}")
-    if not is_valid_name(parts[0]):
-        try:
-            _check_name_part(parts[0])
-        except InvalidName as e:
-            return str(e)
+    try:
+        _check_name_part(parts[0])
+    except InvalidName as e:
+        return str(e)
     if "__" in parts[0]:
         return (f"its project name {parts[0]!r} is not escaped as a wheel's is "
                 "(each run of ._- becomes one _)")
@@ -289,10 +276,8 @@ def _packaging_fault(stem: str, error: Exception) -> str:
     return text[:1].lower() + text[1:]
 
 
-# The parts of wheel names parsed whole (L{_parse_wheel}): the normalized
-# project by escaped name, and (version, pyversion) by what follows the
-# name's dash; each at most _WHEEL_PARTS entries (a filename is at most
-# MAX_FILENAME_LENGTH bytes: a few MiB at worst).
+# The parts of wheel names parsed whole (L{_parse_wheel}), each table at
+# most _WHEEL_PARTS entries of at most MAX_FILENAME_LENGTH bytes.
 _WHEEL_PARTS = 4096
 _wheel_projects: dict[str, str] = {}
 _wheel_rests: dict[str, tuple[str, str, str | None]] = {}
@@ -318,20 +303,14 @@ def _parse_legacy_sdist(stem: str) -> ParsedFilename:
 def filename_key(filename: str) -> str | None:
     """
     What makes two filenames name the same distribution, as installers see
-    them: the normalized project, the release (its version with trailing
-    C{.0} release components dropped, as the public index compares
-    releases: C{1.0} and C{1.0.0} are one release), and for a wheel its
-    build number and its set of compatibility tags, expanded and sorted.
-    So C{Demo.Pkg-1.0-py3-none-any.whl}, C{demo_pkg-1.0.0-py3-none-any.whl}
-    share a key, as do C{x-1.0-py2.py3-none-any.whl} and
-    C{x-1.0-py3.py2-none-any.whl}, and all sdists of one release (the
-    public index allows one sdist per release); other tags, another build
-    number, an epoch or a local version make another key. L{None} for a
-    name that is not a distribution.
+    them: the normalized project, the release (L{_release}: C{1.0} and
+    C{1.0.0} are one), and for a wheel its build number and its set of
+    compatibility tags, expanded and sorted (C{py2.py3} is C{py3.py2}). All
+    sdists of one release share a key (the public index allows one sdist
+    a release). L{None} for a name that is not a distribution.
     """
-    try:
-        parsed = parse_filename(filename, legacy=True)
-    except InvalidName:
+    parsed = _parsed(filename)
+    if parsed is None:
         return None
     return distribution_key(parsed.project, parsed.version, parsed.packagetype, filename)
 
@@ -339,13 +318,10 @@ def filename_key(filename: str) -> str | None:
 def variant_release(filename: str) -> str | None:
     """
     For a variant wheel (PEP 825), a key naming its release's variant
-    wheels (they must agree with one another); L{None} for any other file.
+    wheels, which must agree with one another; L{None} for any other file.
     """
-    try:
-        parsed = parse_filename(filename, legacy=True)
-    except InvalidName:
-        return None
-    if parsed.variant is None:
+    parsed = _parsed(filename)
+    if parsed is None or parsed.variant is None:
         return None
     return f"{parsed.project}|{_release(parsed.version)}|variants"
 
@@ -354,12 +330,8 @@ def distribution_key(project: str, version: str, packagetype: str, filename: str
     """
     L{filename_key} for a file whose normalized project and version are
     known already (an index record): no filename parsing, as the index
-    computes it for every file it loads (and keeps it in memory only; no
-    key is ever stored, so a change of rule applies to old indexes at once).
-
-    Parsing a version and expanding tags are cached by their spelling,
-    since a release's files share a version and most wheels a few tag
-    spellings.
+    computes it for every file it loads. No key is ever stored, so a change
+    of rule applies to old indexes at once.
     """
     release = _release(version)
     if packagetype == WHEEL:
@@ -382,11 +354,10 @@ def _release(version: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def _wheel_tags(tail: str) -> str:
     """
-    The build number and the expanded, sorted tag set of a wheel filename's
-    lowercased tail (C{[build-]python-abi-platform[-label]}), and a variant
-    wheel's label (PEP 825): C{py3.py2-none-any} and C{py2.py3-none-any}
-    are one set, and C{py3-none-any-x86_64_v3} another distribution. A build number is compared as
-    installers compare it, C{01} being C{1}.
+    The build number (compared as installers do: C{01} is C{1}) and the
+    expanded, sorted tag set of a wheel filename's lowercased tail
+    (C{[build-]python-abi-platform[-label]}), and a variant wheel's label
+    (PEP 825), which makes another distribution.
     """
     parts = tail.split("-")
     # (a variant wheel's label last: a distribution of its own)
@@ -403,9 +374,6 @@ def _wheel_tags(tail: str) -> str:
 
 
 def expand_tags(python: str, abi: str, platform: str) -> set[str]:
-    """
-    The tags a compressed tag set stands for (PEP 425): C{("py2.py3",
-    "none", "any")} gives C{{"py2-none-any", "py3-none-any"}}.
-    """
+    """The tags a compressed tag set stands for (PEP 425): C{py2.py3-none-any} is two."""
     return {f"{p}-{a}-{pl}" for p in python.split(".") for a in abi.split(".")
             for pl in platform.split(".")}

@@ -3,28 +3,20 @@ Provenance (PEP 740): the shapes of attestations and provenance objects,
 and the checks that need no cryptography.
 
 An attestation is a Sigstore-signed in-toto statement that one CI job made
-one file; twine and C{uv publish} send a file's attestations in the upload
-form's C{attestations} field, a JSON array. The index verifies them
-(L{pypid.auth.attestations}: the signature, the certificate's chain and
-the transparency log, and who signed) and keeps them as the file's
-I{provenance object}: the attestations grouped by the publisher that made
-them. It serves that at C{/integrity/<project>/<version>/<filename>/provenance}
-and links it from the simple pages.
+one file; twine and C{uv publish} send them in the upload form's
+C{attestations} field, a JSON array. The index verifies them
+(L{pypid.auth.attestations}) and keeps them as the file's I{provenance
+object}, grouped by publisher, served at
+C{/integrity/<project>/<version>/<filename>/provenance}. This module reads
+the form field (L{parse_attestations}), checks what a statement says of
+the file (L{check_statement}), and builds (L{provenance_document}) or reads
+(L{read_provenance}) a provenance object, where the statements' subjects
+are the whole check: a provenance naming another sha256 than the file's
+is never served.
 
-This module is the part of that with no I/O and no Sigstore: reading the
-form field (L{parse_attestations}), what a statement must say of the file
-(L{check_statement}: exactly one subject, this file's name and sha256, an
-allowed predicate type), building the provenance object
-(L{provenance_document}) and reading one back or from the upstream
-(L{read_provenance}), where the statements' subjects are the whole check:
-a provenance naming another sha256 than the file's is never served.
-
-The bounds: the public index takes at most two attestations a file, one
-per predicate type; real ones are 5 to 10 KB (a certificate of about
-2.5 KB, one transparency-log entry), and a provenance object holds a
-publisher's two. A provenance object read from elsewhere is refused past
-L{MAX_PROVENANCE_SIZE}, L{MAX_BUNDLES} publishers or
-L{MAX_BUNDLE_ATTESTATIONS} attestations each.
+The public index takes at most two attestations a file, one per predicate
+type; real ones are 5 to 10 KB (a certificate of about 2.5 KB, one
+transparency-log entry).
 """
 
 from __future__ import annotations
@@ -41,12 +33,9 @@ import attrs
 
 from pypid.core.dists.names import filename_key
 
-#: The predicate types PEP 740 allows (its publish attestation and SLSA
-#: provenance) are not spelled here: they are identifiers of the format,
-#: which the library that defines it names (C{pypi_attestations}'
-#: C{AttestationType}), and the upload verifier, which imports that library
-#: anyway, passes them to L{check_statement}. There are two, and a file may
-#: come with one attestation of each (L{MAX_ATTESTATIONS}).
+#: The two predicate types PEP 740 allows are not spelled here: the upload
+#: verifier passes them to L{check_statement} from the library that defines
+#: the format (C{pypi_attestations}' C{AttestationType}).
 
 #: The in-toto statement type, and the DSSE payload type it travels as.
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -92,13 +81,9 @@ def _b64(value: object, limit: int, what: str) -> bytes:
 
 def check_attestation(attestation: object, what: str = "attestation") -> dict[str, Any]:
     """
-    The shape of one attestation object (PEP 740): C{version} 1, a
-    C{verification_material} with a base64 C{certificate} and 1 to
-    L{MAX_LOG_ENTRIES} C{transparency_entries}, and an C{envelope} with a
-    base64 C{statement} and C{signature}. Only the shape: the signature is
-    L{pypid.auth.attestations}' to check.
+    The shape of one attestation object (PEP 740), given back as it was;
+    the signature is L{pypid.auth.attestations}' to check.
 
-    @return: the attestation, as it was.
     @raise ProvenanceInvalid: naming the part that is wrong.
     """
     if not isinstance(attestation, dict):
@@ -128,9 +113,8 @@ def parse_attestations(field: str) -> tuple[dict[str, Any], ...]:
     """
     Read an upload's C{attestations} form field: a JSON array of up to
     L{MAX_ATTESTATIONS} attestation objects (L{check_attestation}). An
-    empty array is read as no attestations at all (the public index
-    refuses it; twine and uv send no field when they have none, and an
-    empty list claims nothing, so another client's is taken as absent).
+    empty array claims nothing, and is taken as no field (the public index
+    refuses it; twine and uv send no field when they have none).
 
     @raise ProvenanceInvalid: saying what is wrong ("attestations: ...").
     """
@@ -162,11 +146,10 @@ def check_statement(statement: bytes, filename: str, sha256: str,
     """
     What an in-toto statement must say to be an attestation of the file
     C{filename} whose digest is C{sha256}: the statement type, exactly one
-    subject, named as the file (any spelling of the same distribution,
-    as PEP 740 allows a normalized name) with that sha256, and a predicate
-    type of C{predicate_types} (those PEP 740 allows, as the upload verifier
-    passes them); with L{None} (reading provenance that was judged where it
-    was verified: an upload here, the upstream's own), any https URI.
+    subject, named as the file (any spelling of the same distribution, as
+    PEP 740 allows) with that sha256, and a predicate type of
+    C{predicate_types}; with L{None} (provenance judged where it was
+    verified), any https URI.
 
     @return: the predicate type.
     @raise ProvenanceInvalid: saying what does not match.
@@ -203,11 +186,7 @@ def check_statement(statement: bytes, filename: str, sha256: str,
 
 
 def check_predicate_types(types: Sequence[str]) -> None:
-    """
-    One attestation per predicate type, as the public index takes them.
-
-    @raise ProvenanceInvalid: when two share one.
-    """
+    """Refuse two attestations of one predicate type, as the public index does."""
     for i, kind in enumerate(types):
         if kind in types[:i]:
             raise ProvenanceInvalid(f"attestations: two are of the predicate type {kind}; "
@@ -231,10 +210,8 @@ class Publisher:
         (the names the public index and pypi-attestations use) or the name
         of another issuer.
     @ivar fields: C{((key, value), ...)}: the publisher's identity as
-        pypi-attestations reads it (C{repository}, C{workflow},
-        C{environment} for GitHub; C{repository}, C{workflow_filepath},
-        C{environment} for GitLab), flat in the object, as the public
-        index writes it.
+        pypi-attestations reads it (C{repository}, C{workflow}, ...), flat
+        in the object, as the public index writes it.
     @ivar claims: C{((claim, value), ...)}: the configured publisher's
         claims, under C{claims} as PEP 740 writes it.
     """
@@ -290,13 +267,9 @@ def provenance_document(bundles: Iterable[tuple[Publisher, Sequence[Mapping[str,
 def read_provenance(data: bytes, filename: str, sha256: str) -> dict[str, Any]:
     """
     Read a provenance object for the file C{filename} of digest C{sha256}
-    (the upstream's, or a bundle's): at most L{MAX_PROVENANCE_SIZE} bytes
-    of JSON, version 1, 1 to L{MAX_BUNDLES} bundles of a publisher with a
-    C{kind} and 1 to L{MAX_BUNDLE_ATTESTATIONS} attestations, each
-    attestation of the right shape and its statement for this very file
-    (L{check_statement}). The signatures are not checked here.
+    (the upstream's, or a bundle's): its shape, and every statement for this
+    very file (L{check_statement}); not the signatures.
 
-    @return: the object.
     @raise ProvenanceInvalid: saying what is wrong.
     """
     if len(data) > MAX_PROVENANCE_SIZE:

@@ -1,32 +1,20 @@
 """
 A project's description rendered to HTML as the public index renders it,
-for the pages for people: Markdown (GitHub's or CommonMark), reStructuredText
-or plain text by C{Description-Content-Type}, with C{readme_renderer} (the
-public index's own renderer), whose output is sanitized by C{nh3}: no
-script, no event attribute, no C{javascript:} link, no style, and
-C{rel="nofollow"} on every link.
+for the pages for people: Markdown (GitHub's or CommonMark),
+reStructuredText (also for no content type) or plain text by
+C{Description-Content-Type}, with C{readme_renderer} (the public index's
+own), sanitized by C{nh3}. It runs once per upload, in a worker thread,
+never at request time; the renderer is imported on first use, so a server
+that never renders does not load docutils and Pygments.
 
-It is meant to run once per upload, in a worker thread (a large README
-takes a moment), and the HTML kept with the file's record; never at request
-time. The renderer is imported on first use, so a server that never renders
-does not load docutils and Pygments.
-
-A description is bounded before and after it renders: one of
-more than L{MAX_TEXT} characters is not rendered but shown as plain text,
-cut; HTML of more than L{MAX_HTML} characters (a link reference used
-thousands of times turns kilobytes into megabytes) is dropped for the
-plain text; and a renderer that fails on its input (a 300-deep list is a
-C{RecursionError} in docutils) falls back to plain text too. The bounds
-are twice and four times the largest of 880 real READMEs measured (231 kB
-of text, 237 kB of HTML). Time they cannot bound (a Markdown renderer may
-be quadratic), so the daemon runs this module in another process with a
-time budget (L{pypid.sandbox.readme_sandbox}).
-
-As on the public index, a description without a content type is
-reStructuredText, and one that does not render as such (invalid markup, or
-a directive the renderer refuses, such as C{raw}) is shown as plain text;
-an unknown content type is plain text too. The HTML of plain text is
-escaped text in a C{<pre>}, never markup.
+Text over L{MAX_TEXT}, HTML over L{MAX_HTML} (a link reference used
+thousands of times turns kilobytes into megabytes), a renderer that fails
+(a 300-deep list is a C{RecursionError} in docutils), invalid markup and an
+unknown content type fall back to plain text, escaped in a C{<pre>}. The
+bounds are twice and four times the largest of 880 real READMEs measured
+(231 kB of text, 237 kB of HTML). Time they cannot bound (a Markdown
+renderer may be quadratic): the daemon runs this module in another process
+with a time budget (L{pypid.sandbox.readme_sandbox}).
 """
 
 from __future__ import annotations
@@ -58,15 +46,13 @@ MAX_HTML = 1024 * 1024
 @attrs.frozen
 class RenderedDescription:
     """
-    A description as HTML.
+    A description as HTML: a sanitized fragment for inside an C{<article>},
+    and what rendered it (L{MARKDOWN}, L{RST} or L{PLAIN}).
 
-    @ivar html: sanitized HTML, a fragment for inside an C{<article>}.
-    @ivar renderer: what rendered it: L{MARKDOWN}, L{RST} or L{PLAIN}.
     @ivar fell_back: whether the content type asked for another renderer
         that could not render it (shown as plain text instead).
-    @ivar reason: why it fell back, for the log: L{None} when the markup
-        was merely invalid (as on the public index), else what bound it
-        passed or what the renderer raised.
+    @ivar reason: why it fell back, for the log: L{None} when the markup was
+        merely invalid, else what bound it passed or what the renderer raised.
     """
 
     html: str
@@ -93,10 +79,8 @@ def parse_content_type(value: str | None) -> tuple[str, str | None]:
         return RST, None
     kind, _, rest = value.partition(";")
     kind = kind.strip().lower()
-    params: dict[str, str] = {}
-    for part in rest.split(";"):
-        key, _, val = part.partition("=")
-        params[key.strip().lower()] = val.strip().strip('"')
+    params = {key.strip().lower(): val.strip().strip('"')
+              for key, _, val in (part.partition("=") for part in rest.split(";"))}
     if kind == MARKDOWN:
         return MARKDOWN, _VARIANTS.get(params.get("variant", "gfm").lower(), "GFM")
     if kind == RST:
@@ -141,11 +125,10 @@ def render_without_renderer(text: str | None,
     The description as L{render_description} renders it, when that needs
     no renderer, else L{None}: no description, plain text, a description
     too long to render, and prose (L{_PROSE}, up to L{_PROSE_MAX}
-    characters), whose HTML is its paragraphs. It takes microseconds (a
-    few milliseconds at worst) and imports nothing, so the daemon asks it
-    before it asks a child (L{pypid.sandbox.readme_sandbox}): the many
-    descriptions that are a sentence or two (C{UNKNOWN}, a summary
-    repeated) never start one.
+    characters), whose HTML is its paragraphs. It takes microseconds and
+    imports nothing, so the daemon asks it before it starts a child
+    (L{pypid.sandbox.readme_sandbox}) for the many descriptions that are a
+    sentence or two (C{UNKNOWN}, a summary repeated).
     """
     if text is None or not text.strip():
         return RenderedDescription("", PLAIN)
@@ -165,12 +148,7 @@ def render_without_renderer(text: str | None,
 
 def render_description(text: str | None,
                        content_type: str | None = None) -> RenderedDescription:
-    """
-    Render a description as the public index does.
-
-    @param text: the description (the metadata's body or Description).
-    @param content_type: its C{Description-Content-Type}, or L{None}.
-    """
+    """Render a description as the public index does."""
     known = render_without_renderer(text, content_type)
     if known is not None:
         return known
@@ -236,9 +214,7 @@ def _render_rst(text: str) -> str | None:
         settings = get_default_settings(Parser, writer)
         for key, value in rst.SETTINGS.items():
             setattr(settings, key, value)
-        # (as docutils sets it for settings_overrides: errors raise rather
-        # than exit the process)
-        settings.traceback = True
+        settings.traceback = True  # (errors raise rather than exit the process)
         # (no stylesheet: the writer looks each one up on disk, and reads
         # it to embed it, at every render, for a part of the page that is
         # not the fragment kept; 0.2 ms of a short description's 1.2 ms)

@@ -1,27 +1,19 @@
 """
-Validation of the legacy upload form (what twine and C{uv publish} send), as
-the public index applies it, and a little past it. It reads the parsed
+Validation of the legacy upload form (what twine and C{uv publish} send),
+as the public index applies it, and a little past it: it reads the parsed
 form and the upload's digests, and returns what to store or raises
 L{BadRequest} naming the field.
 
-The form is checked as a whole before anything else, because what the index
-keeps must not depend on which of two copies of a field a reader takes:
-
-  - every single-use field appears at most once (twice with the same value
-    is harmless and accepted, as requests-based clients may repeat one);
-    the multi-use fields are those of the core metadata that may repeat;
-  - no text field arrives as a file part, and no file part but C{content}
-    (and the old C{gpg_signature}) is sent;
-  - every value is text without NUL or control characters; line breaks,
-    tabs and form feeds only where core metadata allows several lines
-    (C{description}, and C{license}, which older tools fill with a whole
-    licence text);
-  - C{summary} is one line of at most 512 characters, as on the public
-    index, and every other field has a cap (L{FIELD_LIMITS});
-  - C{name} and C{version} are sent exactly: no surrounding whitespace.
-
-The archive is checked afterwards (L{pypid.core.dists.dist_archive.extract}), and its
-metadata must name the same project and version as the form.
+The form is checked as a whole first, so that what the index keeps does
+not depend on which of two copies of a field a reader takes: a single-use
+field at most once (twice with the same value is accepted, as
+requests-based clients may repeat one); no text field as a file part, no
+file part but C{content} (and the old C{gpg_signature}); text without NUL
+or control characters, line breaks, tabs and form feeds only where core
+metadata allows several lines (C{description}, C{license}); every field
+within its cap (L{FIELD_LIMITS}); C{name} and C{version} sent exactly,
+without surrounding whitespace. The archive is checked afterwards
+(L{pypid.core.dists.dist_archive.extract}).
 """
 
 from __future__ import annotations
@@ -103,9 +95,7 @@ MULTI_LINE_FIELDS = frozenset({"description", "license", "attestations"})
 #: send a detached GPG signature; it is ignored).
 _IGNORED_FILE_PARTS = frozenset({"gpg_signature"})
 
-#: Longest value of a field, in characters: the caps of the metadata
-#: headers the fields come from, and a few of the form's own; others get
-#: L{DEFAULT_FIELD_LIMIT}.
+#: Longest value of a field, in characters: the metadata headers' caps, and the form's own.
 FIELD_LIMITS = {**HEADER_LIMITS, "name": 200, "version": 128, "attestations": 1 << 20}
 
 #: Longest value of any other field.
@@ -120,21 +110,14 @@ MAX_VALUES = 1000
 # hold (docutils' README does) and no reader takes for anything else.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _CONTROL_OR_FORM_FEED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# Breaks and tabs, with the Unicode line and paragraph separators (which
-# str.splitlines breaks at too) and the bidirectional embedding, override
-# and isolate controls, which make one line read as another ("Trojan
-# Source"); none belongs on one line of metadata.
+# Breaks and tabs, the Unicode line and paragraph separators, and the
+# bidirectional controls that make one line read as another ("Trojan
+# Source"): none belongs on one line of metadata.
 _LINE_BREAK_OR_TAB = re.compile(r"[\t\n\r\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def check_form(form: UploadForm) -> None:
-    """
-    Refuse a form whose fields are repeated, misplaced, oversized or not
-    plain text (the rules of the module docstring).
-
-    @param form: a L{pypid.web.server.upload_form.Form}.
-    @raise BadRequest: naming the field.
-    """
+    """Refuse a form that breaks the rules of the module docstring, naming the field."""
     for name in form.inline_files:
         if name not in _IGNORED_FILE_PARTS:
             raise BadRequest(f"{escape_text(name, 60)}: expected a text field, not a file part")
@@ -160,8 +143,7 @@ def check_form(form: UploadForm) -> None:
                 raise BadRequest(f"{shown}: contains a control character")
             if name not in MULTI_LINE_FIELDS and _LINE_BREAK_OR_TAB.search(value):
                 raise BadRequest(
-                    f"{shown}: must be one line, without tabs or bidirectional controls"
-                )
+                    f"{shown}: must be one line, without tabs or bidirectional controls")
     for name in ("name", "version"):
         sent = form.get(name)
         if sent is not None and sent != sent.strip():
@@ -171,16 +153,10 @@ def check_form(form: UploadForm) -> None:
 @attrs.frozen
 class UploadRequest:
     """
-    A valid upload, ready to be inspected and stored.
-
-    @ivar project: normalized project name.
-    @ivar version: normalized version.
-    @ivar filename: the uploaded file's name, validated.
-    @ivar packagetype: C{"bdist_wheel"} or C{"sdist"}.
-    @ivar part: the spooled file part (path, size and digests).
-    @ivar attestations: the C{attestations} field (PEP 740: a JSON array of
-        attestation objects, its shape checked by
-        L{pypid.core.dists.provenance.parse_attestations}), or L{None}.
+    A valid upload, ready to be inspected and stored: the normalized project
+    and version, the validated filename, the spooled file C{part}, and the
+    C{attestations} field (PEP 740, its shape checked by
+    L{pypid.core.dists.provenance.parse_attestations}) or L{None}.
     """
 
     project: str
@@ -221,10 +197,8 @@ def _check_digest(form: UploadForm, field: str, pattern: re.Pattern[str], actual
 def _bad_filename(filename: str, error: InvalidName) -> str:
     """
     What an upload whose C{filename} L{parse_filename} refused with
-    C{error} is told: that it is the filename's fault, not the form's (its
-    name may differ from the form's C{name}, which may be right), the
-    filename named once, whole unless over-long (the reason still fits a
-    status line), then what is wrong with it.
+    C{error} is told: that it is the filename's fault, not the form's
+    C{name}'s, the filename named once (cut to fit a status line).
     """
     if not filename:
         return "the uploaded file has no filename"
@@ -232,12 +206,7 @@ def _bad_filename(filename: str, error: InvalidName) -> str:
 
 
 def validate_upload(form: UploadForm) -> UploadRequest:
-    """
-    Check the form of a C{file_upload} action and the uploaded file part.
-
-    @param form: a L{pypid.web.server.upload_form.Form}.
-    @raise BadRequest: naming the field and the problem.
-    """
+    """Check the form of a C{file_upload} action and its file part, naming the field at fault."""
     check_form(form)
     action = _required(form, ":action")
     if action != "file_upload":
@@ -281,9 +250,7 @@ def validate_upload(form: UploadForm) -> UploadRequest:
             f"not {normalize(name)!r}"
         )
     if parsed.version != version:
-        raise BadRequest(
-            f"the filename {filename} is for version {parsed.version}, not {version}"
-        )
+        raise BadRequest(f"the filename {filename} is for version {parsed.version}, not {version}")
     checked = [
         _check_digest(form, "sha256_digest", _HEX64, part.sha256),
         _check_digest(form, "blake2_256_digest", _HEX64, part.blake2_256),

@@ -1,26 +1,17 @@
 """
-The index-level C{{name}-{version}-variants.json} (PEP 825)
-of each release a page lists variant wheels of: made from what
-that page lists, linked beside the release's files, and kept with the
-page so that its URL serves the very bytes the page's hash names.
+The index-level C{{name}-{version}-variants.json} (PEP 825) of each
+release a page lists variant wheels of: made from what that page lists,
+linked beside the release's files, and kept with the page so that its URL
+serves the very bytes the page's hash names.
 
-PEP 825 asks an index hosting a variant wheel to host that file too,
-linked "in all the responses where the variant wheels are included", and
-listing "all variants available on the package index": so each page
-makes its own, from the variant wheels it lists (an index's, a view's
-after its filters and date, an advisory's verdicts applied), and a view
-that leaves a variant wheel out leaves its variant out of the file. The
-file is generated, never uploaded; it is not immutable (PEP 825: it may
-change as variants are added), so its link's hash changes with the page.
-
-The entry is a file like the others (a link with its C{sha256}) without
-the attributes PEP 825 calls meaningless for it (C{requires-python},
-C{core-metadata}, C{yanked}, a provenance). Installers that do not read
-variants skip it: its name is no distribution's (pip: "unsupported
-archive format"; uv: not a wheel or source distribution).
-
-A page without a variant wheel pays one attribute read a file
-(L{with_variant_files}).
+PEP 825 asks for it "in all the responses where the variant wheels are
+included", listing "all variants available on the package index": so each
+page makes its own from the wheels it lists (a view's after its filters),
+and a view that leaves a variant wheel out leaves its variant out. It is
+generated and may change, so its link's hash changes with the page. Its
+entry has none of the attributes PEP 825 calls meaningless for it
+(C{requires-python}, C{core-metadata}, C{yanked}, a provenance), and
+installers that do not read variants skip it: its name is no distribution's.
 """
 
 from __future__ import annotations
@@ -110,11 +101,9 @@ def variants_version(filename: str, project: str) -> str | None:
 
 def variants_link(project: str, filename: str) -> str:
     """
-    The link a page gives an index-level file: relative to the page
-    (C{/simple/<project>/}, C{/NAME/simple/<project>/}, an export's
-    C{simple/<project>/}), so that it leads to the index that made it,
-    wherever the distributions' own links lead (a C{base_url}, an export's
-    C{--files-url}).
+    The link a page gives an index-level file: relative to the page, so
+    that it leads to the index that made it, wherever the distributions'
+    own links lead (a C{base_url}, an export's C{--files-url}).
     """
     return f"../../files/{project}/{quote(filename)}"
 
@@ -128,12 +117,10 @@ def with_variant_files(pairs: Sequence[tuple[F, str]],
     and L{NO_VARIANTS} when no file is a variant wheel.
 
     A file is made of the variant wheels of the whole release (C{1.0} and
-    C{1.0.0} are one: L{release_key}), whichever spelling each has; a
-    release spelled two ways has a file under each, the same bytes.
-    Their variants are combined first uploaded first (L{index_level}): a
-    wheel whose data disagrees with those before it is left out of the
-    file and of the page (an installer choosing by the file would take it
-    for what it is not), never failing the page.
+    C{1.0.0} are one: L{release_key}); a release spelled two ways has a
+    file under each, the same bytes. A wheel whose data disagrees with
+    those uploaded before it is left out of the file and of the page
+    (L{index_level}), never failing the page.
     """
     releases: dict[str, list[F]] = {}
     for f, _url in pairs:

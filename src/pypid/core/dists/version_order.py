@@ -1,11 +1,7 @@
 """
 The order of versions, the version installers pick by default, and the
-key a release is compared by (L{release_key}).
-
-Apart from the index because the same order serves whatever lists
-versions: the index's pages and projects, the composed and upstream pages,
-the retention rules, the advisories and the folder imports; none of them
-needs the index for it.
+key a release is compared by (L{release_key}): for whatever lists
+versions, none of which needs the index for it.
 """
 
 from __future__ import annotations
@@ -58,15 +54,11 @@ def latest_per_project(records: Iterable[FileRecord]) -> set[str]:
         by_project.setdefault(record.project, []).append(record)
     chosen = set()
     for files in by_project.values():
+        versions = {r.version for r in files}
         alive = {r.version for r in files if r.yanked is None}
-        latest = choose_latest({r.version for r in files}, _yanked_but(alive))
+        latest = choose_latest(versions, (versions - alive).__contains__)
         chosen.add(min((not r.is_wheel, r.filename) for r in files if r.version == latest)[1])
     return chosen
-
-
-def _yanked_but(alive: set[str]) -> Callable[[str], bool]:
-    """C{yanked(version)} for L{choose_latest}: every version but those C{alive}."""
-    return lambda version: version not in alive
 
 
 @functools.lru_cache(maxsize=1 << 16)

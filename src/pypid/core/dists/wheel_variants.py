@@ -3,28 +3,13 @@ Wheel variants (PEP 825, provisionally accepted): what a variant wheel's
 filename and its C{*.dist-info/variant.json} must be, and the index-level
 C{{name}-{version}-variants.json} hosted beside them, made of theirs.
 
-What the PEP asks of an index: to refuse invalid variant data as it enters
-(a SHOULD, modelled on invalid core metadata), and, when a version has a
-variant wheel, to host the index-level file, linked in every response that
-lists the wheels (a MUST). Its rules, checked by hand: half of them are not
-in the PEP's JSON Schema:
-
-  - the label, the filename's last part after the platform tag, is
-    C{^[0-9a-z_.]+$}; C{null} is the variant with no properties; the
-    Python tag of a variant wheel cannot start with a digit (so a label
-    is never read as a build tag);
-  - C{variant.json} has exactly C{$schema} (a URL naming the format's
-    version, whose major version pypid supports: L{MAJOR}),
-    C{default-priorities} (exactly C{namespace}: a non-empty list of
-    distinct namespaces) and C{variants} (label -> namespace -> feature ->
-    a non-empty list of distinct values); namespaces and features are
-    C{^[a-z0-9_]+$}, values C{^[a-z0-9_.]+$};
-  - a wheel's C{variants} has exactly one entry, its filename's label;
-    C{null}'s is empty; every namespace it uses is in the priorities;
-  - across a version's wheels, a label means the same properties, and the
-    priority lists are prefixes of one another; the index-level file is
-    the union of the variants and the longest list (whatever the order the
-    wheels come in: L{combine}).
+The PEP asks an index to refuse invalid variant data as it enters (a
+SHOULD) and to host the index-level file, linked in every response that
+lists a version's variant wheels (a MUST). Its rules are checked by hand
+(half are not in its JSON Schema), each message naming the one broken.
+Across a version's wheels, a label must mean the same properties and the
+priority lists be prefixes of one another; the index-level file is their
+union with the longest list, whatever their order (L{combine}).
 
 Read from the PEP at python/peps ba4deeb, format 0.1.1.
 """
@@ -69,8 +54,8 @@ def labelled(tail: Sequence[str]) -> bool:
     """
     Whether a wheel filename's parts after its name and version
     (C{[build-]python-abi-platform[-label]}) end in a variant label: five
-    of them, or four whose first is no build tag (a build tag starts with a
-    digit, and a variant wheel's Python tag never does).
+    of them, or four whose first is no build tag (which starts with a
+    digit, as a variant wheel's Python tag never does).
     """
     return len(tail) == 5 or (len(tail) == 4 and not tail[0][:1].isdigit())
 
@@ -121,10 +106,7 @@ class VariantMetadata:
         }
 
     def to_text(self) -> str:
-        """
-        L{to_json} as compact JSON: what a file record keeps of a wheel's
-        C{variant.json} (printable ASCII, every name and the schema URL being so).
-        """
+        """L{to_json} as compact JSON (ASCII): what a record keeps of a wheel's C{variant.json}."""
         return json.dumps(self.to_json(), separators=(",", ":"))
 
     def to_bytes(self) -> bytes:
@@ -135,8 +117,7 @@ class VariantMetadata:
         """
         What a wheel of C{label} carries of an index-level file's metadata
         (L{None}: the file does not list it): its label's entry alone, with
-        the file's C{$schema} and priorities (a wheel's own list may be a
-        prefix of them; L{combine} takes the longer either way).
+        the file's C{$schema} and priorities.
         """
         props = self.variants.get(label)
         if props is None:
@@ -146,9 +127,8 @@ class VariantMetadata:
 
 def schema_version(url: object) -> tuple[int, int, int]:
     """
-    The format version a C{$schema} URL names (C{.../v0.1.1.json}).
-
-    @raise InvalidVariant: not an https URL naming a version pypid reads.
+    The version a C{$schema} URL names (C{.../v0.1.1.json}); L{InvalidVariant}
+    unless an https URL naming a version pypid reads.
     """
     if not isinstance(url, str) or not _URL.match(url):
         raise InvalidVariant("variant.json: $schema: the https URL of the variant schema "
@@ -168,8 +148,7 @@ def schema_version(url: object) -> tuple[int, int, int]:
 def read_variant_json(data: bytes, label: str | None = None) -> VariantMetadata:
     """
     The metadata of a C{variant.json}: a wheel's when C{label} (its
-    filename's) is given (exactly one entry, that label), else an
-    index-level file's (any labels).
+    filename's) is given, else an index-level file's (any labels).
 
     @raise InvalidVariant: naming the rule broken.
     """
@@ -270,10 +249,8 @@ def combine(metadatas: Iterable[VariantMetadata]) -> VariantMetadata | None:
     union of their variants and the longest priority list, whatever their
     order; the newest C{$schema} of their (one) major version.
 
-    @raise InvalidVariant: a label with other properties than before,
-        priority lists that are not prefixes of one another (PEP 825,
-        "Metadata consistency"), or two draft formats (0.x: PEP 825 says
-        no compatibility may be assumed between them).
+    @raise InvalidVariant: PEP 825's "Metadata consistency" broken, or two
+        draft formats (0.x: no compatibility may be assumed between them).
     """
     schema: tuple[tuple[int, int, int], str] | None = None
     namespaces: tuple[str, ...] = ()
@@ -310,10 +287,9 @@ def check_joins(variant: str, others: Iterable[str]) -> None:
     """
     Refuse the wheel whose C{variant} (a record's: L{VariantMetadata.to_text})
     would make its version's variant data inconsistent with C{others}, the
-    variants of the version's wheels the index holds. Held to each in turn,
-    so that the refusal blames only the newcomer: a label that means the
-    same everywhere and priority lists that are prefixes of one another are
-    so pairwise exactly when they are so all together.
+    variants of the version's wheels the index holds: held to each in turn
+    (consistent pairwise is consistent together), so that the refusal
+    blames only the newcomer.
 
     @raise InvalidVariant: naming the rule and the label.
     """
@@ -328,9 +304,7 @@ def check_described(variant: str, described: str) -> None:
     keeps it) is not what C{described}, its label's entry of the
     index-level file it was listed with (L{VariantMetadata.of_label}),
     says: its label's properties, and priorities that are a prefix of the
-    file's (the file is the union: it has the longest list).
-
-    @raise InvalidVariant: naming which.
+    file's (the union: the longest list).
     """
     own = read_variant_json(variant.encode("utf-8"))
     listed = read_variant_json(described.encode("utf-8"))
@@ -347,11 +321,9 @@ def index_level(variants: Iterable[str]) -> tuple[VariantMetadata | None, frozen
     The index-level metadata of a version's listed variant wheels, from
     their C{variant} texts (L{None}: none), and the positions of those
     left out of it. Given first uploaded first: a wheel whose data does not
-    join those before it (two servers on one bucket each took one the
-    other would have refused; two upstreams, or two spellings of a
-    release upstream, disagreeing) is left out, rather than failing the
-    page; the page leaves it out too (L{pypid.core.dists.variant_files}), since
-    the file would misstate its properties to an installer choosing by it.
+    join those before it (two servers on one bucket, two upstreams
+    disagreeing) is left out rather than failing the page, and the page
+    leaves it out too (L{pypid.core.dists.variant_files}).
     """
     combined: VariantMetadata | None = None
     left_out: set[int] = set()

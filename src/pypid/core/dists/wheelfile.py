@@ -1,19 +1,16 @@
 """
 The C{WHEEL} file of a wheel, read strictly, and held to the filename.
 
-Installers trust C{WHEEL}, not the filename: pip and uv pick a wheel by the
-tags in its name, then install it by what C{WHEEL} says (C{Root-Is-Purelib}
-decides where files go, C{Wheel-Version} whether the installer may try at
-all). A wheel whose C{Tag} lines differ from its filename's tags is chosen
-for one platform and describes itself as built for another: pypid refuses
-such uploads. The tags are compared as sets once expanded: C{Tag} lines
-may be compressed (poetry-core, pdm-backend and maturin write
-C{py2.py3-none-any} on one line), as filenames are.
+pip and uv pick a wheel by the tags in its name, then install it by what
+C{WHEEL} says (C{Root-Is-Purelib}, C{Wheel-Version}): a wheel whose C{Tag}
+lines differ from its filename's tags is chosen for one platform and
+describes itself as built for another, so pypid refuses such uploads. The
+tags are compared as sets once expanded (poetry-core, pdm-backend and
+maturin write C{py2.py3-none-any} on one line).
 
-The format is a small subset of RFC 822 headers: one C{Key: Value} per line,
-no continuation lines, no body. Anything else is refused rather than read
-the way one particular email parser would read it, since installers use
-different parsers.
+The format is read as one plain C{Key: Value} per line, no continuation
+lines, no body: anything else is refused, since installers use different
+parsers.
 """
 
 from __future__ import annotations
@@ -38,10 +35,7 @@ _SINGLE = ("wheel-version", "root-is-purelib", "generator", "build")
 
 
 class InvalidWheelFile(ValueError):
-    """
-    A C{WHEEL} file the index refuses; C{str()} is a short reason fit for a
-    400 answer.
-    """
+    """A C{WHEEL} file the index refuses; C{str()} is a short reason fit for a 400 answer."""
 
 
 class TagMismatch(InvalidWheelFile):
@@ -69,9 +63,8 @@ class WheelInfo:
 
 def parse_wheel_file(raw: bytes, member: str = "WHEEL") -> WheelInfo:
     """
-    Parse the bytes of a C{WHEEL} file.
+    Parse the bytes of a C{WHEEL} file (C{member}: its name, for messages).
 
-    @param member: the archive member's name, for messages.
     @raise InvalidWheelFile: on anything but plain C{Key: Value} lines, a
         missing or unsupported C{Wheel-Version}, a C{Root-Is-Purelib} that is
         not C{true} or C{false}, or missing or malformed C{Tag} lines.
@@ -93,9 +86,7 @@ def parse_wheel_file(raw: bytes, member: str = "WHEEL") -> WheelInfo:
         line = line.removesuffix("\r")
         match = _LINE.match(line)
         if match is None or any(c < " " and c != "\t" or c == "\x7f" for c in line):
-            raise InvalidWheelFile(
-                f"{member} line {number} is not a plain 'Key: Value' line"
-            )
+            raise InvalidWheelFile(f"{member} line {number} is not a plain 'Key: Value' line")
         key, value = match.group(1).lower(), match.group(2).strip()
         if key == "tag":
             tags.append(value)
@@ -123,9 +114,7 @@ def parse_wheel_file(raw: bytes, member: str = "WHEEL") -> WheelInfo:
         parts = tag.split("-")
         if len(parts) != 3 or not all(_TAG_PART.match(p) for part in parts
                                       for p in part.split(".")):
-            raise InvalidWheelFile(
-                f"{member}: Tag {tag[:60]!r} is not a python-abi-platform tag"
-            )
+            raise InvalidWheelFile(f"{member}: Tag {tag[:60]!r} is not a python-abi-platform tag")
         expanded.update(expand_tags(*tag.lower().split("-")))
         if len(expanded) > MAX_TAGS:
             raise InvalidWheelFile(f"{member} has more than {MAX_TAGS} tags")
@@ -149,15 +138,13 @@ def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL"
     if tags and info.tags != expected:
         missing = sorted(expected - info.tags)
         extra = sorted(info.tags - expected)
-        detail = "; ".join(
-            part for part in (
-                f"the filename's {_few(missing)} not in WHEEL" if missing else "",
-                f"WHEEL's {_few(extra)} not in the filename" if extra else "",
-            ) if part
-        )
+        faults = [f"the filename's {_few(missing)} not in WHEEL"] if missing else []
+        if extra:
+            faults.append(f"WHEEL's {_few(extra)} not in the filename")
         # (what is wrong first, the member last: a long project name makes
         # a long member, and twine shows only the reason's first 200 characters)
-        raise TagMismatch(f"the Tag lines do not match the filename ({detail}; in {member})")
+        raise TagMismatch(
+            f"the Tag lines do not match the filename ({'; '.join(faults)}; in {member})")
     parts = filename[: -len(".whl")].split("-")
     filename_build = parts[2] if len(parts) == 6 else None
     if build and (info.build or None) != filename_build:

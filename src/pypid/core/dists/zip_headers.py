@@ -1,16 +1,11 @@
 """
 A zip's two descriptions of its members, read and checked against each
-other (the rules are L{pypid.core.dists.zip_format.UnsafeZip}'s): the
-central directory entry by entry, in 64 KiB chunks and never held whole
-(names, flags, ZIP64 extras, what kind of file each entry is, and no two
-names for one file); then each local header against its central entry,
-with the data descriptors that may follow a member's data, and the
-members tiling the file from offset 0 up to the central directory, so
-that a reader walking the local headers sees what one starting from the
-central directory sees.
-
-L{pypid.core.dists.zipcheck} reads the end records that locate the
-central directory, then calls these in turn.
+other by the rules of L{pypid.core.dists.zip_format.UnsafeZip}: the
+central directory entry by entry, in 64 KiB chunks and never held whole;
+then each local header (and data descriptor) against its central entry,
+the members tiling the file up to the central directory, so that a reader
+walking the local headers sees what one starting from the central
+directory sees. L{pypid.core.dists.zipcheck} calls these in turn.
 """
 
 from __future__ import annotations
@@ -53,19 +48,14 @@ _CHUNK = 64 << 10
 
 def read_central_directory(f: SeekableFile, count: int, cd_offset: int, cd_size: int,
                             max_name_length: int, max_extra_length: int) -> list[ZipEntry]:
-    """
-    Read and check the C{count} entries of the central directory, which
-    must fill exactly C{cd_size} bytes, and return them as L{ZipEntry}.
-    """
+    """The C{count} entries of the central directory, checked, filling exactly C{cd_size} bytes."""
     reader = _ChunkReader(f, cd_offset, cd_offset + cd_size)
     names = MemberNames(UnsafeZip)
     centrals: list[ZipEntry] = []
     for index in range(count):
         header = reader.take(CENTRAL_HEADER.size)
         if header is None:
-            raise UnsafeZip(
-                f"the central directory ends after {index} of its {count} entries"
-            )
+            raise UnsafeZip(f"the central directory ends after {index} of its {count} entries")
         (signature, _, host, version, flags, method, _, _, crc, compressed_size, file_size,
          name_length, extra_length, comment_length, disk, _, external,
          header_offset) = CENTRAL_HEADER.unpack(header)
@@ -75,9 +65,7 @@ def read_central_directory(f: SeekableFile, count: int, cd_offset: int, cd_size:
         if raw_name is None:
             raise UnsafeZip(f"central directory entry {index} runs past the directory's end")
         if name_length > max_name_length:
-            raise UnsafeZip(
-                f"the name is longer than {max_name_length} bytes", raw_name,
-            )
+            raise UnsafeZip(f"the name is longer than {max_name_length} bytes", raw_name)
         if extra_length > max_extra_length:
             raise UnsafeZip(
                 f"the central directory extra field is longer than {max_extra_length} bytes",
@@ -100,30 +88,18 @@ def read_central_directory(f: SeekableFile, count: int, cd_offset: int, cd_size:
         is_dir = name.endswith("/")
         _check_kind(is_dir, host, external, method, crc, compressed_size, file_size, raw_name)
         names.add(name, is_dir, raw_name)
-        centrals.append(ZipEntry(
-            name=name,
-            raw_name=raw_name,
-            flags=flags,
-            method=method,
-            crc=crc,
-            compressed_size=compressed_size,
-            file_size=file_size,
-            header_offset=header_offset,
-            is_dir=is_dir,
-        ))
+        centrals.append(ZipEntry(name, raw_name, flags, method, crc, compressed_size, file_size,
+                                 header_offset, is_dir))
     names.check()
     if not reader.at_end():
-        raise UnsafeZip(
-            f"the central directory holds more than its {count} entries"
-        )
+        raise UnsafeZip(f"the central directory holds more than its {count} entries")
     return centrals
 
 
 class _ChunkReader:
     """
     Sequential reads of the byte range C{[start, end)} of a file, in chunks
-    of 64 KiB, so that neither the reads nor the memory grow with the
-    range.
+    of 64 KiB, so that neither the reads nor the memory grow with the range.
     """
 
     def __init__(self, f: SeekableFile, start: int, end: int) -> None:
@@ -163,9 +139,7 @@ def _decode_name(raw: bytes, flags: int) -> str:
         except UnicodeDecodeError:
             raise UnsafeZip("the name is not valid UTF-8", raw) from None
     if not raw.isascii():
-        raise UnsafeZip(
-            "the name is not ASCII and the UTF-8 flag (bit 11) is not set", raw,
-        )
+        raise UnsafeZip("the name is not ASCII and the UTF-8 flag (bit 11) is not set", raw)
     return raw.decode("ascii")
 
 
@@ -281,10 +255,7 @@ def check_members(f: SeekableFile, centrals: Sequence[ZipEntry], cd_offset: int,
 
 def _check_local(f: SeekableFile, central: ZipEntry, cd_offset: int, max_extra_length: int,
                  allow_data_descriptors: bool) -> tuple[int, int]:
-    """
-    Check one member's local header (and data descriptor) against its
-    central entry; return where its data starts and where it ends.
-    """
+    """Check a member's local header (and descriptor); where its data starts and where it ends."""
     raw = central.raw_name
     offset = central.header_offset
     if offset + _LOCAL_HEADER.size > cd_offset:
@@ -296,9 +267,7 @@ def _check_local(f: SeekableFile, central: ZipEntry, cd_offset: int, max_extra_l
     if signature != _LOCAL:
         raise UnsafeZip("no local header where the central directory says", raw)
     if extra_length > max_extra_length:
-        raise UnsafeZip(
-            f"the local extra field is longer than {max_extra_length} bytes", raw,
-        )
+        raise UnsafeZip(f"the local extra field is longer than {max_extra_length} bytes", raw)
     data_offset = offset + _LOCAL_HEADER.size + name_length + extra_length
     if data_offset > cd_offset:
         raise UnsafeZip("the local header runs into the central directory", raw)
@@ -383,10 +352,7 @@ def _apply_local_zip64(block: bytes | None, file_size: int, compressed_size: int
 
 def _check_descriptor(f: SeekableFile, central: ZipEntry, offset: int, cd_offset: int,
                       zip64: bool) -> int:
-    """
-    Check the data descriptor at C{offset} against the central entry and
-    return where it ends.
-    """
+    """Check the data descriptor at C{offset} against C{central}; where it ends."""
     raw = central.raw_name
     size_format = "<LQQ" if zip64 else "<LLL"
     length = struct.calcsize(size_format)

@@ -3,26 +3,20 @@ A check of zip archives (wheels, C{.zip} sdists), so that every zip reader
 sees the same members with the same bytes: L{check_zip} reads the end
 records here, then the central directory and the local headers
 (L{pypid.core.dists.zip_headers}); L{check_zip_data} then inflates every
-member it accepted, a second pass over the data rather than the headers,
-and the one that costs CPU.
+member it accepted, the pass that costs CPU.
 
 Why: a zip describes its members twice, in a local header before each
 member's data and in the central directory at the end, and readers differ
-in which they trust. C{zipfile} (pip, the index's own metadata reading)
-starts from the central directory; streaming readers (uv while
-downloading, C{unzip -} style tools) walk the local headers. An archive
-built for one reader can so install files the index never saw. The public
-index refuses such archives (C{warehouse.utils.zipfiles}); this module
-follows it and goes past it. The rules are in
-L{pypid.core.dists.zip_format.UnsafeZip} (the structure) and
-L{check_zip_data} (the members' bytes).
+in which they trust: C{zipfile} (pip, the index's own reading) starts from
+the central directory, streaming readers (uv while downloading) walk the
+local headers. An archive built for one reader can so install files the
+index never saw. The public index refuses such archives
+(C{warehouse.utils.zipfiles}); this module follows it and goes past it.
 
-Bounds: nothing is extracted. The end records are the last 98 bytes at
-most, the central directory is read in 64 KiB chunks and never held whole,
-each member costs one or two small reads, and inflating takes about 2 MiB.
-
-What C{zipfile} and pip accept that this refuses, and the real archives
-it accepts, are in C{docs/performance.rst}, "Checking a zip". No library
+Nothing is extracted: the end records are the last 98 bytes at most, each
+member costs one or two small reads, and inflating takes about 2 MiB. What
+C{zipfile} and pip accept that this refuses, and the real archives it
+accepts, are in C{docs/performance.rst}, "Checking a zip". No library
 does this: the safe-zip packages are about extraction, and warehouse's
 check is no package.
 """
@@ -71,18 +65,12 @@ def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
               max_extra_length: int = DEFAULT_MAX_EXTRA_LENGTH,
               allow_data_descriptors: bool = False) -> tuple[ZipEntry, ...]:
     """
-    Check the structure of the zip archive in C{f} and return its entries.
+    Check the structure of the zip archive in C{f} (left at an unspecified
+    position) by the rules of L{pypid.core.dists.zip_format.UnsafeZip}.
 
-    The rules it refuses by are L{pypid.core.dists.zip_format.UnsafeZip}'s.
-
-    @param f: a seekable binary file object; it is read from anywhere and
-        left at an unspecified position.
-    @param max_entries: most central directory entries accepted.
     @param max_name_length: longest member name accepted, in bytes.
-    @param max_extra_length: longest extra field of one header, in bytes.
     @param allow_data_descriptors: accept deflated members followed by a
-        data descriptor (see L{pypid.core.dists.zip_format.UnsafeZip} for why
-        the default is not to).
+        data descriptor (see L{UnsafeZip} for why the default is not to).
     @return: the L{ZipEntry} of every member, in central directory order.
     @raise UnsafeZip: if the archive is refused.
     """
@@ -161,9 +149,7 @@ def _read_end(f: SeekableFile, size: int) -> tuple[int, int, int]:
             "or between its central directory and its end records"
         )
     if cd_offset + cd_size > cd_end:
-        raise UnsafeZip(
-            "the central directory's offset and size reach past its end records"
-        )
+        raise UnsafeZip("the central directory's offset and size reach past its end records")
     return count, cd_offset, cd_size
 
 
@@ -199,10 +185,7 @@ def _read_end64(f: SeekableFile, locator: bytes, locator_offset: int,
 
 
 def _explain_missing_end(f: SeekableFile, size: int) -> NoReturn:
-    """
-    Raise the error for a file whose last 22 bytes are not an end of
-    central directory record without a comment, saying which case it is.
-    """
+    """Raise the error for a file that does not end with a comment-less end record, saying why."""
     window = min(size, _END_RECORD.size + U16)
     tail = read_at(f, size - window, window, "its end")
     position = tail.rfind(_END)
@@ -226,10 +209,7 @@ def _explain_missing_end(f: SeekableFile, size: int) -> NoReturn:
 
 
 def _refuse_tar_header(f: SeekableFile, size: int) -> None:
-    """
-    Refuse an archive whose first 512 bytes are a valid tar header, which
-    tar readers would read as a different archive.
-    """
+    """Refuse an archive whose first 512 bytes are a tar header: tar readers see another archive."""
     if size < 512:
         return
     block = read_at(f, 0, 512, "its first block")
@@ -238,18 +218,15 @@ def _refuse_tar_header(f: SeekableFile, size: int) -> None:
         return
     # The checksum is the sum of the header's bytes with its own field as
     # spaces, unsigned (POSIX) or signed (some old tars); tarfile takes both.
-    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = (sum(b - 256 if b > 127 else b for b in block[:148]) + 8 * 32
-              + sum(b - 256 if b > 127 else b for b in block[156:]))
+    rest = block[:148] + block[156:]
+    unsigned = sum(rest) + 8 * 32
+    signed = unsigned - 256 * sum(b > 127 for b in rest)
     if stored in (unsigned, signed):
         raise UnsafeZip("the archive is also a tar archive (its first block is a tar header)")
 
 
 def _tar_number(field: bytes) -> int | None:
-    """
-    Read a numeric tar header field as tarfile does (octal text up to a
-    NUL, or base-256), or return L{None} if it is neither.
-    """
+    """A numeric tar header field as tarfile reads it (octal to a NUL, or base-256), or L{None}."""
     if field[0] in (0o200, 0o377):
         value = int.from_bytes(field[1:], "big")
         if field[0] == 0o377:
@@ -270,34 +247,18 @@ _DATA_CHUNK = 1 << 20
 
 def check_zip_data(f: SeekableFile, entries: Iterable[ZipEntry], *, max_expanded: int) -> None:
     """
-    Inflate every member of an archive L{check_zip} accepted, refusing one
-    whose data readers could read differently.
+    Inflate every member of an archive L{check_zip} accepted (C{entries}),
+    refusing one whose data readers could read differently: declared sizes
+    past C{max_expanded} in all (checked before anything is read, so a bomb
+    costs nothing), a wrong size or CRC-32, and bytes the central directory
+    gives a member past its size or the end of its deflate stream, which
+    C{zipfile} never reads and other readers do (C{unzip -t} checks them,
+    uv refuses such archives).
 
-    It reads every member's data, the C{compressed_size} bytes at
-    C{data_offset}, since C{zipfile} reads a stored member's size and a
-    deflated member's stream up to its end, and so never sees bytes the
-    central directory gives the member past those, which other readers read
-    (C{unzip -t} checks them, uv refuses such archives). So C{zipfile}
-    installs one thing while the index's readers could see another. It
-    refuses unless:
-
-      - the declared sizes add up to at most C{max_expanded} (checked before
-        anything is read, so a bomb costs nothing);
-      - a stored member's compressed size is its size;
-      - a deflated member's stream ends exactly at its last compressed byte:
-        not before (bytes hidden after the stream), not after (an unfinished
-        stream), and is valid deflate;
-      - the data has the declared size and CRC-32 (a directory: none, its
-        data being empty or the empty deflate stream).
-
-    It reads 1 MiB at a time and asks zlib for at most 1 MiB per call, and
+    It reads 1 MiB at a time, asks zlib for at most 1 MiB per call, and
     stops a member as soon as its output passes its declared size: memory is
     about 2 MiB, and the bytes inflated at most C{max_expanded} plus 1 MiB.
 
-    @param f: the seekable binary file object L{check_zip} read; it is
-        left at an unspecified position.
-    @param entries: the entries L{check_zip} returned for it.
-    @param max_expanded: most bytes the members may hold in all.
     @raise UnsafeZip: if the archive is refused.
     """
     expanded = sum(entry.file_size for entry in entries)

@@ -1,11 +1,7 @@
 """
-Tables that keep their newest entries, within a count, and memos that
-are emptied when full (L{remember}).
-
-Many of the server's memories are keyed by what clients choose (project
-names, filenames, addresses, credentials), so each has a cap, and past it
-the entry touched longest ago goes: a plain dict keeps insertion order, so
-moving a key to its end on each touch makes it the order of last use.
+Tables within a count, as every memory keyed by what clients choose
+(project names, filenames, addresses, credentials) must be: L{put_newest}
+keeps the newest entries, L{remember} empties a full memo.
 """
 
 from __future__ import annotations
@@ -18,8 +14,9 @@ V = TypeVar("V")
 
 def put_newest(table: dict[K, V], key: K, value: V, cap: int) -> None:
     """
-    Put C{key} last in C{table} (a dict, oldest first) with C{value}, then
-    forget the oldest entries past C{cap}.
+    Put C{key} last in C{table} with C{value}, then forget the oldest
+    entries past C{cap}: a dict keeps insertion order, so moving a key to
+    its end on each touch makes it the order of last use.
     """
     table.pop(key, None)
     table[key] = value

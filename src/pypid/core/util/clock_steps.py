@@ -2,22 +2,17 @@
 Telling that the wall clock stepped back between two moments, so that a
 start does not trust a snapshot's time over storage's.
 
-Why: a start trusts a snapshot for every record whose change time (ctime,
-the kernel's wall clock) is older than the snapshot's time. When the wall
-clock steps back after a save (an NTP correction of a clock that ran
-ahead, a person setting it), a change made since is stamped older than
-the snapshot, and a start after a crash (no snapshot saved after the
-change) took the snapshot's record for it: an acknowledged yank was
-reverted in the index while its record on disk said yanked.
-
-The wall clock alone cannot show a step; a clock that never steps can.
-Each snapshot keeps a L{ClockReading}: the wall time and the seconds
-since boot (Linux's C{CLOCK_BOOTTIME}, which counts a suspend as the wall
-clock does, and which NTP slews but never steps) of one boot (its id).
-A start in the same boot compares how far each moved since: the wall
-clock moving less than the boot's by more than L{TOLERANCE} went back by
-the difference, and the start reads again what storage stamped in the
-span it went back over (L{pypid.state.loader}).
+A start trusts a snapshot for every record whose ctime (the kernel's wall
+clock) is older than the snapshot's time. When the wall clock steps back
+after a save (an NTP correction, a person setting it), a change made since
+is stamped older than the snapshot, and a start after a crash took the
+snapshot's record for it: an acknowledged yank was reverted in the index
+while its record on disk said yanked. So each snapshot keeps a
+L{ClockReading}: the wall time and the seconds since boot (Linux's
+C{CLOCK_BOOTTIME}: counts a suspend, NTP slews it but never steps it). A
+start in the same boot compares how far each moved: the wall clock moving
+less by more than L{TOLERANCE} went back by the difference, and the start
+reads again what storage stamped in that span (L{pypid.state.loader}).
 """
 
 from __future__ import annotations
@@ -89,6 +84,4 @@ def trusted_since(as_of: float, then: ClockReading | None,
     the step back the readings show (and L{MARGIN}); with the step seen.
     """
     back = stepped_back(then, now)
-    if not back:
-        return as_of, back
-    return max(as_of - back - MARGIN, 0.0), back
+    return (max(as_of - back - MARGIN, 0.0) if back else as_of), back

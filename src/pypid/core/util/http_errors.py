@@ -1,17 +1,13 @@
 """
 The errors the HTTP layer turns into responses, one type per status.
 
-Handlers raise these; one place (L{pypid.web.server.respond.send_error}) writes the
-status, the reason phrase and a plain-text body. twine shows the reason
-phrase to its user, so the message goes there too, reduced to printable
-ASCII: client-supplied text never reaches a status line or header raw.
-
-twine shows the reason phrase alone (the body only with C{--verbose}), and
-pypid cuts it at L{REASON_LIMIT} characters. A reason starts with what is
-wrong; an error with a C{remedy} (what the person can do about it) ends
-with it, the message cut short before it when both do not fit, so that
-neither pushes the other out; its body holds the whole: the detail, then
-the remedy.
+Handlers raise these; one place (L{pypid.web.server.respond.send_error})
+writes the status, the reason phrase and a plain-text body. twine shows
+the reason phrase alone (the body only with C{--verbose}), so the message
+goes there, reduced to printable ASCII (client-supplied text never reaches
+a status line or header raw) and cut at L{REASON_LIMIT} characters. A
+C{remedy} ends it, the message cut short before it when both do not fit,
+so that neither pushes the other out; the body holds the whole.
 """
 
 from __future__ import annotations
@@ -26,10 +22,7 @@ class HTTPError(Exception):
 
     def __init__(self, message: str, headers: Iterable[tuple[bytes, bytes]] = (), *,
                  remedy: str | None = None) -> None:
-        """
-        @param remedy: what the person can do about it, as a clause
-            (C{"to take it, name acme in [pypid] allow_tag_mismatch"}); or L{None}.
-        """
+        """@param remedy: what the person can do about it, as a clause; or L{None}."""
         super().__init__(message)
         self.message = message
         self.headers = tuple(headers)
@@ -43,9 +36,8 @@ class HTTPError(Exception):
     @property
     def reason(self) -> bytes:
         """
-        The reason phrase: the message (what is wrong), then the remedy;
-        when both do not fit in L{REASON_LIMIT}, the message is cut short
-        before the remedy (to no less than L{_LEAST_MESSAGE} characters).
+        The reason phrase: the message, then the remedy; the message cut
+        short when both do not fit (to no less than L{_LEAST_MESSAGE}).
         """
         if self.remedy is None:
             return reason_phrase(self.message)
@@ -137,10 +129,7 @@ _LEAST_MESSAGE = 80
 
 
 def reason_phrase(message: str, limit: int = REASON_LIMIT) -> bytes:
-    """
-    Reduce a message to what may stand in an HTTP status line: printable
-    ASCII, no CR or LF, at most C{limit} characters.
-    """
+    """A message as a status line may hold it: printable ASCII, at most C{limit} characters."""
     cleaned = "".join(c if " " <= c <= "~" else "?" for c in message)
     if len(cleaned) > limit:
         cleaned = cleaned[: limit - 3] + "..."

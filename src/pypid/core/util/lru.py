@@ -1,21 +1,15 @@
 """
 One table of entries kept within a budget of bytes, the least recently
-used forgotten first.
-
-Several of the server's memories keep what they can afford and render or
-fetch the rest again: the projects' rendered pages (L{pypid.core.indexes.index}),
-the pages for people (L{pypid.web.pages.project_pages}), the upstream's pages,
-rendered forms and metadata (L{pypid.upstream}). Each counts what its
-entries cost and forgets the oldest past its budget; L{ByteLRU} is that
-bookkeeping, once.
-
-A lookup is on the hot path of C{/simple/<project>/} (L{ByteLRU.touch},
-L{ByteLRU.get}): a dict lookup and an C{OrderedDict.move_to_end}, O(1),
-and nothing allocated.
+used forgotten first: the bookkeeping of every memory that keeps what it
+can afford and renders or fetches the rest again (rendered pages, the
+upstream's pages and metadata). A lookup is on the hot path of
+C{/simple/<project>/} (L{ByteLRU.touch}, L{ByteLRU.get}): a dict lookup and
+an C{OrderedDict.move_to_end}, O(1), and nothing allocated.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -46,9 +40,8 @@ class ByteLRU(Generic[K, V]):
     after every entry of the earlier ones (the upstream cache keeps the
     pages of projects whose files it holds past every other page).
 
-    An entry put is used (most recently): L{get} and L{touch} mark it used
-    again; L{peek} does not, so that a table that forgets its oldest
-    written rather than used reads with it.
+    L{put}, L{get} and L{touch} mark an entry used; L{peek} does not, for
+    a table that forgets its oldest written rather than used.
 
     @ivar max_entries: the most entries kept, or L{None} for no count cap.
     @ivar on_evict: C{on_evict(key, value)}, called for every entry the
@@ -111,14 +104,11 @@ class ByteLRU(Generic[K, V]):
 
     def __iter__(self) -> Iterator[K]:
         """The keys, the next to be evicted first (tier by tier)."""
-        for order in self._orders:
-            yield from order
+        return itertools.chain.from_iterable(self._orders)
 
     def items(self) -> Iterator[tuple[K, V]]:
         """The keys and values, the next to be evicted first (tier by tier)."""
-        for order in self._orders:
-            for key, (value, _) in order.items():
-                yield key, value
+        return ((key, value) for order in self._orders for key, (value, _) in order.items())
 
     @property
     def bytes(self) -> int:
@@ -127,11 +117,7 @@ class ByteLRU(Generic[K, V]):
 
     @property
     def max_bytes(self) -> int:
-        """
-        The budget: past it the least recently used entries are evicted.
-        Setting it (a reload) evicts down to it at once; a negative one
-        raises L{ValueError}.
-        """
+        """The budget; setting it (a reload) evicts down to it at once."""
         return self._max_bytes
 
     @max_bytes.setter
@@ -146,10 +132,8 @@ class ByteLRU(Generic[K, V]):
             move: bool = True) -> None:
         """
         Keep C{value} under C{key}, counted C{cost} bytes (in place of what
-        was kept under C{key}), then evict the least recently used entries
-        until within the budget.
+        was kept under C{key}), then evict until within the budget.
 
-        @param tier: the order it is evicted in (see L{ByteLRU}).
         @param keep: never evict this entry now, however much it costs
             (its caller is about to serve it); without it, an entry that
             alone costs more than the whole budget is evicted at once (told

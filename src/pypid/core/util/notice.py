@@ -1,12 +1,9 @@
 """
 A notice: something happened, told to whoever asked to hear of it.
 
-It breaks a cycle of construction without completing an object from
-outside: the upstream cache tells that it learnt something (a page fetched,
-a file kept) and the snapshot writer saves soon, yet neither is built
-knowing the other. The composition makes one L{Notice} and gives it to
-both: the cache calls it, the writer listens to it from its own
-constructor.
+It breaks a cycle of construction: the upstream cache tells that it learnt
+something and the snapshot writer saves soon, yet neither is built knowing
+the other. The composition gives one L{Notice} to both.
 """
 
 from __future__ import annotations

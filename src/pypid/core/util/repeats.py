@@ -1,9 +1,7 @@
 """
 Events a client can cause by the thousand, told in a bounded number of
 log lines: the first of a key (a client's address) at once, its repeats
-as one count when a window (a minute) has passed since, so that a client
-refused a thousand times a minute writes one line a minute, not a
-thousand.
+as one count a window (a minute) later.
 """
 
 from __future__ import annotations

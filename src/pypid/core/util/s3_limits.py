@@ -1,8 +1,6 @@
 """
 S3's own limits, which the S3 code enforces and the configuration checks
-against. Constants only, in C{core/} because both layers need them: reading
-the configuration loads no S3 client (botocore, Twisted's HTTP client) for a
-server that keeps its packages on local disk.
+against: in C{core/} so that reading the configuration loads no S3 client.
 """
 
 from __future__ import annotations
@@ -21,11 +19,8 @@ MAX_USER_METADATA = 2048
 MAX_PRESIGN_SECONDS = 604800
 
 #: pypid's own cap (not S3's) on the requests a second of the background
-#: full check: a million files with their metadata siblings are 2,000 list
-#: pages, listed in 200 s at this rate (or as long as the store takes, when
-#: a page takes it more than 0.1 s; 0.01 USD at AWS's price of a listing),
-#: while objects that must be read one by one (put in the bucket behind
-#: pypid's back) cannot turn the check into a burst of
-#: thousands of requests a second that competes with uploads. See the
-#: C{[s3] check_rate} key.
+#: full check (C{[s3] check_rate}): a million files with their metadata
+#: siblings are 2,000 list pages, listed in 200 s at this rate (0.01 USD at
+#: AWS's price), while objects read one by one (put behind pypid's back)
+#: cannot make it a burst of thousands of requests that competes with uploads.
 CHECK_RATE = 10.0

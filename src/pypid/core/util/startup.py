@@ -1,14 +1,8 @@
 """
 The one error type of start-up: what the server (or a command-line tool)
-was given cannot be used.
-
-Every factory that builds a part from the configuration raises
-L{StartupError} with one line for a person, naming the file, the section
-and the key where there is one; the entry points (C{twistd pypid}'s
-L{pypid.tap}, each tool's C{main}) turn it into that line and an exit
-status, in one place each. It lives in C{core} so that every layer may
-raise it without importing the configuration's modules
-(L{pypid.config.errors.ConfigError}, raised while the file is read, is one).
+was given cannot be used. The entry points (L{pypid.tap}, each tool's
+C{main}) turn it into one line and an exit status; it lives in C{core} so
+that every layer may raise it (L{pypid.config.errors.ConfigError} is one).
 """
 
 from __future__ import annotations
@@ -17,7 +11,7 @@ from __future__ import annotations
 class StartupError(Exception):
     """
     The server cannot start with what it was given; the message is one
-    line for a person.
+    line for a person, naming the file, section and key where there is one.
 
     @ivar named: the sections and keys at fault (C{[auth] read}), as they
         may be told beyond the server's log, in a refused reload's entry

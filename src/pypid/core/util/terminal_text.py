@@ -1,10 +1,7 @@
 """
 Text a client chose (a yank reason, a name, an audit entry's detail)
-made safe to print on an operator's terminal: every character a terminal
-may act on is written as an escape, so that one entry is one line and no
-text sends an escape sequence (C{pypid-admin files} and the
-import report printed ESC sequences raw). L{short_line} also bounds it,
-for another party's answer quoted in an error (a token endpoint's).
+made safe to print on an operator's terminal, and (L{short_line}) bounded
+for another party's answer quoted in an error.
 """
 
 from __future__ import annotations
@@ -36,9 +33,8 @@ def escaped(text: str) -> str:
 def short_line(text: str, limit: int = 200) -> str:
     """
     C{text} L{escaped} and cut to at most C{limit} characters (C{...}
-    ending a cut one): another party's answer quoted in a log line or an
-    error stays one short line, whatever it sent. (Text for an HTTP reason
-    phrase must be ASCII besides: C{pypid.auth.oidc_errors.short}.)
+    ending a cut one). (An HTTP reason phrase must be ASCII besides:
+    C{pypid.auth.oidc_errors.short}.)
     """
     line = escaped(text)
     return line if len(line) <= limit else line[:limit - 3] + "..."

@@ -1,10 +1,6 @@
 """
 Sizes and durations as people write them: C{100M}, C{512KiB}, C{30s}, C{1.5h};
 and counts as people say them: C{1 project}, C{2 projects}.
-
-The configuration reads its sizes and durations with these, and so does the
-token admin at request time (a token's lifetime), so they live in the
-core.
 """
 
 from __future__ import annotations
@@ -17,11 +13,7 @@ _SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_size(value: str) -> int:
-    """
-    Parse a size such as C{100M}, C{1G}, C{512KiB} or C{1048576} (binary units).
-
-    @raise ValueError: with the allowed forms.
-    """
+    """Parse a size such as C{100M}, C{512KiB} or C{1048576}; L{ValueError} names the forms."""
     match = _SIZE.match(value)
     if not match:
         raise ValueError("expected a size such as 100M, 1G or 524288 (bytes)")
@@ -67,19 +59,14 @@ def is_zero_duration(value: str) -> bool:
 def counted(count: float, noun: str, plural: str | None = None) -> str:
     """
     A count with its noun as people say it: C{1 project}, C{2 projects},
-    C{0 files}, C{1.5 hours}; C{plural} for a noun whose plural is not
-    C{noun + "s"} (C{entry}, C{entries}). The log lines and pages that
-    count things say it so, never "1 projects".
+    C{1.5 hours}; C{plural} for a noun whose plural is not C{noun + "s"}.
     """
     number = f"{count:g}" if isinstance(count, float) else str(count)
     return f"{number} {noun if count == 1 else plural or noun + 's'}"
 
 
 def format_duration(seconds: float) -> str:
-    """
-    A duration as people say it, in its largest whole-ish unit: C{7 days},
-    C{12 hours}, C{1.5 hours}, C{30 minutes}, C{2 seconds}.
-    """
+    """A duration in its largest whole-ish unit: C{7 days}, C{1.5 hours}, C{2 seconds}."""
     unit, count = "second", round(seconds, 2)
     for name, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
