@@ -1,27 +1,15 @@
 """
 Everything but the hot path, composed of one small Klein app per area.
 
-The default index's C{/simple/}, C{/files/} and C{/integrity/} are
-plain Twisted resources (the hot path), as its C{/project/...} and
-L{pypid.web.pages.people.AssetsResource} C{/static/...} are; every other path
-goes to the areas, the default index's (its pages for people: C{GET /},
-C{/search}, C{/api/search}, C{/login}; its uploads and changes:
-C{POST /}, C{/legacy/}, C{/api/files/...}, C{/api/projects/...}; its
-legacy JSON: C{/pypi/...}) and the site's (L{PypidApp}): the admin API's
-areas (C{/api/...}, L{pypid.web.admin}), the console's (C{/console/...},
-L{pypid.web.pages}), C{/health} and C{/metrics}.
+The default index's C{/simple/}, C{/files/}, C{/integrity/} and C{/project/...}, and the
+C{/static/...} assets, are plain Twisted resources (the hot path); every other path goes to the
+areas: the default index's (pages for people, uploads and changes, legacy JSON) and the site's
+(L{PypidApp}: the admin API, the console, C{/health}, C{/metrics}). Which area owns which path
+is read from the areas' routes (L{pypid.web.server.areas}).
 
-Every index, the default included, is served by the same classes, so a
-rule added to one is never missing from another: its
-L{pypid.web.serving.index_root.IndexMaterials} (its view, its hosted
-sources, its upstreams) make a L{pypid.web.serving.index_root.ServedIndex},
-mounted at C{/} for the default index and under C{/NAME/} for a named
-one. Each index acts on its security advisories by its own policy, and
-one L{pypid.web.serving.denied_files.DeniedDownloads} refuses, counts and
-audits the denied downloads of all.
-
-Which area owns which path is read from the areas' routes
-(L{pypid.web.server.areas}).
+Every index, the default included, is served by the same classes (L{IndexServer}), so a rule
+added to one is never missing from another. Each index acts on its advisories by its own
+policy; one L{DeniedDownloads} refuses, counts and audits the denied downloads of all.
 """
 
 from __future__ import annotations
@@ -104,9 +92,8 @@ from pypid.web.web_inputs import NO_SERVICES, SiteServices, SiteSettings
 @attrs.define
 class PypidApp:
     """
-    The site's own areas, beside the default index's (L{ServedIndex.areas}).
-    Those acting on the indexes are L{None} without the registry, the
-    webhooks' without webhooks (L{_site_areas}).
+    The site's own areas, beside the default index's (L{ServedIndex.areas}); those acting on
+    the indexes are L{None} without the registry, the webhooks' without webhooks.
     """
 
     tokens: TokenAdmin
@@ -139,14 +126,8 @@ class Web:
     """
     The HTTP side of a server, as L{build_web} wired it.
 
-    @ivar root: the root resource (the default index's read paths, then
-        the areas: the default index's and L{PypidApp}'s).
-    @ivar site: the L{pypid.web.site.PypidSite} serving C{root}.
-    @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.
-    @ivar serve_index: C{serve_index(materials) -> ServedIndex}: a named index's
-        answers, built as L{build_web} built them.
-    @ivar switcher: the index switcher of the pages for people, or L{None}
-        without named indexes.
+    @ivar indexes: what answers under C{/NAME/}; L{None} without named indexes (C{switcher} too).
+    @ivar serve_index: makes a named index's answers as L{build_web} made them.
     """
 
     root: IResource
@@ -158,9 +139,8 @@ class Web:
 
     def prepare_indexes(self, indexes: Sequence[IndexMaterials]) -> Callable[[], None]:
         """
-        The answers of the named indexes C{indexes} (C{SIGHUP}: a view
-        added, removed or changed), those whose view is the same kept;
-        returns what swaps them in, with the C{index} labels of C{/metrics}.
+        The answers of the named indexes C{indexes} (C{SIGHUP}), those whose view is the same
+        kept; returns what swaps them in, with the C{index} labels of C{/metrics}.
         """
         root = self.indexes
         kept = root.served if root is not None else {}
@@ -171,18 +151,15 @@ class Web:
             old = kept.get(key)
             served[key] = (old if old is not None and old.simple.composed is materials.composed
                            else self.serve_index(materials))
-        stats = self.site.stats
-        switcher = self.switcher
         links = switcher_links(indexes)
 
         def commit() -> None:
-            # (a reload never gives named indexes to a server that had none:
-            # pypid.state.index_reload)
+            # (a reload never gives named indexes to a server that had none: index_reload)
             if root is not None:
                 root.replace(served)
-                stats.take_indexes(frozenset(served))
-            if switcher is not None:
-                switcher.links = links
+                self.site.stats.take_indexes(frozenset(served))
+            if self.switcher is not None:
+                self.switcher.links = links
         return commit
 
 
@@ -192,29 +169,21 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
     Build the resource tree and the site, the one way both the server
     (L{pypid.daemon.server.build_service}) and the tests wire them.
 
-    @param indexes: every index the server serves, the default
-        (L{pypid.core.indexes.index_names.DEFAULT}, mounted at C{/}) and the named
-        ones (under C{/NAME/}): each served alike from its L{IndexMaterials}.
-        Without named ones, the tree is that of a server of one index.
-    @param run: C{run(f, *args) -> Deferred}, running blocking work (upload
-        bodies, inspection, token writes) in a thread pool.
-    @param clock: the reactor, or a L{twisted.internet.task.Clock}.
-    @param settings: C{[pypid]}'s settings of the site.
-    @param services: the services the areas call.
+    @param indexes: every index served, the default (at C{/}) and the named ones (under
+        C{/NAME/}); without named ones, the tree is that of a server of one index.
+    @param run: runs blocking work (upload bodies, inspection, token writes) in a thread pool.
     """
     max_upload_size, base_url = settings.max_upload_size, settings.base_url
     registry = services.registry
     attestations = services.attestations
-    audit = services.audit if services.audit is not None else AuditTrail(MemoryJournal(clock),
-                                                                          clock)
-    counter = services.counter if services.counter is not None else ConnectionCounter()
+    audit = services.audit or AuditTrail(MemoryJournal(clock), clock)
+    counter = services.counter or ConnectionCounter()
     storage = _default_storage(indexes)
     named = [materials for materials in indexes if materials.name != DEFAULT]
     stats = RequestStats(indexes=frozenset(materials.name.encode("ascii") for materials in named))
     # (the downloads advisories deny, every index's: counted by index with named ones)
     denied = DeniedDownloads(audit, clock, labelled=bool(named))
     assets = Assets.load()
-    # (the index switcher of the pages for people: only with named indexes)
     switcher = IndexSwitcher(access, switcher_links(named)) if named else None
     serve_index = IndexServer(
         access, run, clock, attestations if attestations is not None else NoAttestations(),
@@ -246,9 +215,8 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
 
 def _catch_up(services: SiteServices, looks: Sequence[Looks]) -> CatchUp | None:
     """
-    A worker's catching up with the others' changes: every hosted index's
-    look, every upstream cache's, and C{looks} (the tokens', the browser
-    sessions', the throttles').
+    A worker's catching up with the others' changes: every hosted index's look, every upstream
+    cache's, and C{looks} (the tokens', the browser sessions', the throttles').
     """
     registry = services.registry
     if services.hub.alone or registry is None:
@@ -276,12 +244,10 @@ def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail,
                 oidc: TrustedPublishingArea, chrome: Chrome,
                 served: Callable[[str], ServedIndex | None]) -> PypidApp:
     """
-    The site's own areas (L{PypidApp}), beside the default index's: those
-    that act on the server's indexes only with the C{services}' registry
-    (without it, their routes answer 404), the webhooks' with its webhooks.
+    The site's own areas (L{PypidApp}): those acting on the indexes only with the registry
+    (without it, their routes answer 404), the webhooks' only with webhooks.
     """
-    registry, upstream, sso, webhooks = (services.registry, services.upstream, services.sso,
-                                         services.webhooks)
+    registry, upstream, webhooks = services.registry, services.upstream, services.webhooks
     tokens = TokenAdmin(access, run, audit=audit)
     audit_admin = AuditAdmin(access, audit)
     promote = (Promote(registry, access, audit=audit, clock=clock)
@@ -300,24 +266,15 @@ def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail,
         cache=CacheAdmin(access, upstream, audit=audit,
                          sources=(registry.upstream_sources if registry is not None
                                   else lambda: [upstream.source] if upstream else [])),
-        health=health, metrics=metrics,
-        audit=audit_admin,
-        oidc=oidc,
-        promote=promote,
-        advisories=advisories,
-        usage=usage,
-        recycle=recycle,
-        retention=retention,
-        login=BrowserLogin(access, audit, chrome, sso),
+        health=health, metrics=metrics, audit=audit_admin, oidc=oidc, promote=promote,
+        advisories=advisories, usage=usage, recycle=recycle, retention=retention,
+        login=BrowserLogin(access, audit, chrome, services.sso),
         console=Console(gate, tokens),
         console_admin=ConsoleAdmin(gate, retention, audit_admin, recycle, advisories, groups,
                                    indexes),
         console_webhooks=ConsoleWebhooks(gate, hooks) if hooks is not None else None,
         console_project=ConsoleProject(gate, served, promote, audit_admin, usage, advisories),
-        groups=groups,
-        indexes=indexes,
-        webhooks=hooks,
-    )
+        groups=groups, indexes=indexes, webhooks=hooks)
 
 
 def _served_lookup(default: ServedIndex, named: IndexRoot | None
@@ -336,9 +293,8 @@ def _token_exchange(publishing: TrustedPublishing | None, audit: AuditTrail,
                     clock: IReactorTime, access: Gates, named: Sequence[IndexMaterials],
                     throttle: LoginThrottle, base_url: str | None) -> TrustedPublishingArea:
     """
-    Trusted publishing's area (C{/api/oidc/...}), which tells the upload
-    paths for discovery: the default index's, and each named hosted
-    index's that anonymous clients may see (a hidden index is not told).
+    Trusted publishing's area (C{/api/oidc/...}), which tells the upload paths for discovery:
+    the default index's, and those of each named hosted index anonymous clients may see.
     """
     return TrustedPublishingArea(
         publishing, audit, clock, throttle=throttle, base_url=base_url,
@@ -357,15 +313,11 @@ def _chrome(assets: Assets, base_url: str | None) -> Chrome:
 @attrs.frozen
 class IndexServer:
     """
-    Makes one index's answers (L{ServedIndex}) from its L{IndexMaterials}, with
-    what every index shares: so the default index, each named one at the
-    start, and each one a reload adds or changes (L{Web.prepare_indexes})
-    are served alike.
+    Makes one index's answers (L{ServedIndex}) from its L{IndexMaterials} with what every index
+    shares, so the default index, each named one, and each one a reload adds or changes
+    (L{Web.prepare_indexes}) are served alike.
 
-    @ivar _chrome: the chrome of the default index's pages for people (a
-        named index's is derived from it: L{_index_chrome}).
-    @ivar _switcher: the index switcher, or L{None} without named indexes.
-    @ivar _denied: refuses, counts and audits the downloads advisories deny.
+    @ivar _chrome: the default index's chrome (a named index's derives from it: L{_index_chrome}).
     """
 
     _access: Gates
@@ -382,11 +334,8 @@ class IndexServer:
 
     def __call__(self, materials: IndexMaterials) -> ServedIndex:
         """
-        One index's answers: its pages from its view, its files from its
-        hosted sources and upstreams, its uploads and changes into its own
-        stack (a view's refused), its legacy JSON from the first source
-        holding a project, its pages for people from its hosted sources (and,
-        for a project none holds, its upstreams' caches).
+        One index's answers: pages from its view, files from its hosted sources and upstreams,
+        uploads and changes into its own stack (a view's refused), legacy JSON, pages for people.
         """
         access, clock, name = self._access, self._clock, materials.name
         prefix = materials.prefix(self._base_url or "/")
@@ -396,16 +345,14 @@ class IndexServer:
         composed = materials.composed
         filters = composed.filters
         people = PeoplePages(catalog_for(composed.order, filters), access, chrome, name)
-        # (an index that reads upstreams alone has no hosted project: its
-        # project pages show what their caches know)
+        # (an index reading upstreams alone has no hosted project: its pages show their caches')
         project = ProjectPages(name, materials.sources, filters, access, chrome, clock, prefix,
                                upstreams=materials.upstreams, advisories=composed.advisories)
         publish = self._publish(materials)
         areas: list[Area] = [people, publish or ReadOnlyPublish(
             materials.name, self._access, tuple(source.name for source in materials.sources))]
         if materials.sources or materials.upstreams:
-            # (hosted releases, and those its upstreams list: a client of the legacy
-            # JSON finds what pip would)
+            # (hosted releases, and those its upstreams list: the legacy JSON finds what pip would)
             areas.append(self._legacy(materials, prefix))
         return ServedIndex(
             name,
@@ -437,11 +384,7 @@ class IndexServer:
                           composed=materials.composed, sides=materials.upstreams, clock=self._clock)
 
     def mount(self, indexes: Sequence[IndexMaterials]) -> tuple[ServedIndex, IndexRoot | None]:
-        """
-        The answers of the default index of C{indexes} (mounted at C{/}),
-        and what answers under C{/NAME/} for the named ones (L{None}
-        without any).
-        """
+        """The default index's answers (at C{/}), and what answers under C{/NAME/} (or L{None})."""
         default = self(next(materials for materials in indexes if materials.name == DEFAULT))
         named = {materials.name.encode("ascii"): self(materials) for materials in indexes
                  if materials.name != DEFAULT}
@@ -457,9 +400,8 @@ def switcher_links(indexes: Sequence[IndexMaterials]) -> tuple[IndexLink, ...]:
 
 def _index_chrome(chrome: Chrome, materials: IndexMaterials, base_url: str | None) -> Chrome:
     """
-    The chrome of a named index's pages for people: their root is
-    C{/NAME/} (links, search, the install and publish snippets stay in the
-    index), the assets and the login are the site's, one level up.
+    The chrome of a named index's pages for people: their root is C{/NAME/} (links, search, the
+    snippets stay in the index); the assets and the login are the site's, one level up.
     """
     prefix = f"{base_url}{materials.name}/" if base_url else None
     return attrs.evolve(chrome, site="../", index=materials.name, uploads=materials.hosted,
@@ -469,18 +411,15 @@ def _index_chrome(chrome: Chrome, materials: IndexMaterials, base_url: str | Non
 @implementer(IReloadable)
 class WebPart(Service):
     """
-    The HTTP side as a part of the daemon: nothing to start (the listeners
-    serve its site); on C{SIGHUP} it takes who may scrape C{/metrics}, and
-    the views of the named indexes (C{indexes}).
+    The HTTP side as a part of the daemon: nothing to start (the listeners serve its site); on
+    C{SIGHUP} it takes who may scrape C{/metrics}, and the views of the named indexes.
     """
 
     def __init__(self, web: Web, registry: IndexRegistry | None = None,
                  started: Config | None = None) -> None:
         """
-        @param registry: the server's indexes, whose views a reload changes
-            (L{pypid.state.index_reload.IndexReload}, answered by this part's
-            web), with C{started}, the configuration the server started
-            with; L{None}: a reload changes no index.
+        @param registry: the indexes whose views a reload changes (L{IndexReload}), with
+            C{started}, the configuration the server started with; L{None}: it changes none.
         """
         self.web = web
         self._indexes = (IndexReload(registry, started, self._serve)
@@ -493,19 +432,9 @@ class WebPart(Service):
                     hub: Hub = LONE, webhooks: Webhooks | None = None,
                     follower: Looks | None = None) -> WebPart:
         """
-        The web part of the server of C{config}: every index of C{registry}
-        served (L{build_web}) with C{[pypid]}'s limits, C{[metrics]}, the
-        attestation checks of C{[attestations]}, and the indexes' views
-        reloaded at C{SIGHUP}.
-
-        @param identity: who asks (its gates), trusted publishing, single sign-on.
-        @param ready: whether the index answers with every stored file
-            (L{pypid.daemon.readiness.Readiness.ready}).
-        @param sources: what C{/metrics} exposes after the site's own.
-        @param hub: in a worker of a machine, its hub
-            (L{pypid.web.web_inputs.SiteServices.hub}).
-        @param webhooks: the server's webhooks, for their admin API; C{follower},
-            the server's reader of the journal.
+        The web part of the server of C{config}: every index of C{registry} served
+        (L{build_web}), the indexes' views reloaded at C{SIGHUP}. The other parameters are
+        L{SiteServices}' (C{identity} gives its gates, trusted publishing, single sign-on).
         """
         server = config.server
         default = registry.default.upstream_part
@@ -533,12 +462,7 @@ class WebPart(Service):
         return self.web.prepare_indexes(index_materials(registry))
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
-        """
-        Take C{[metrics]} and the indexes' views.
-
-        @raise pypid.core.util.startup.StartupError: when the indexes changed in
-            a way only a restart takes.
-        """
+        """Take C{[metrics]} and the indexes' views (L{StartupError}: a change needs a restart)."""
         if config is None:
             return None
         indexes = self._indexes.prepare_reload(config) if self._indexes is not None else None
@@ -551,9 +475,8 @@ class WebPart(Service):
 
 def index_materials(registry: IndexRegistry) -> list[IndexMaterials]:
     """
-    What the web serves each index from, the default's first: its pages
-    composed, its hosted sources in order (itself first when it is hosted), and its
-    upstreams.
+    What the web serves each index from, the default's first: its pages composed, its hosted
+    sources in order (itself first when it is hosted), and its upstreams.
     """
     stacks = registry.stacks
     sides = registry.sides

@@ -1,26 +1,19 @@
 """
-The HTTP site: a L{Site} whose requests choose where their body goes before
-it arrives.
+The HTTP site: a L{Site} whose requests choose where their body goes before it arrives.
 
-Twisted's L{Request} keeps a body in memory (or a temporary file) and then
-parses a C{multipart/form-data} body into C{request.args} all at once,
-dropping the part's filename. This request class instead gives every body
-one of the L{pypid.web.server.body.IRequestBody} implementations: an upload streams
-to a L{pypid.web.server.body.SpooledForm} (parsed, hashed and written to the
-storage's spool folder in a worker thread), anything else is a small
-L{pypid.web.server.body.PlainBody}, and a refused body is discarded.
+Twisted's L{Request} keeps a body in memory (or a temporary file), then parses a
+C{multipart/form-data} body into C{request.args} all at once, dropping the part's filename.
+Here every body is an L{IRequestBody}: an upload streams to a L{SpooledForm} (parsed, hashed
+and spooled in a worker thread), anything else is a small L{PlainBody}, a refused one discarded.
 
-It also decides before the body is read whether to read it at all: an upload
-whose declared length is over the limit, or whose credentials are missing or
-wrong (reading pauses until they are verified), is answered at once and its
-body discarded. Other requests may not carry more than 1 MiB of body.
+Whether to read a body at all is decided before it arrives: an upload whose declared length is
+over the limit, or whose credentials are missing or wrong (reading pauses until they are
+verified), is answered at once and its body discarded. Other requests carry at most 1 MiB.
 
-A client that sent C{Expect: 100-continue} is invited to send an upload's
-body only once its credentials passed: Twisted answers C{100 Continue} as
-soon as the headers are in (measured against the daemon: a wrong password
-got C{100 Continue} and then the C{401}), so the expectation is held back
-while the check is under way and answered when it succeeds; a refused
-client gets the final answer alone.
+A client that sent C{Expect: 100-continue} is invited to send an upload's body only once its
+credentials passed: Twisted answers C{100 Continue} as soon as the headers are in (measured: a
+wrong password got C{100 Continue}, then the C{401}), so the expectation is held back until the
+check succeeds; a refused client gets the final answer alone.
 """
 
 from __future__ import annotations
@@ -85,9 +78,8 @@ SECURITY_HEADERS = (
                                   b"form-action 'none'"]),
 )
 
-#: How much of a refused body is read and thrown away so that the client
-#: reads the answer rather than a reset connection; past this, the connection
-#: is closed right after the answer.
+#: How much of a refused body is read and thrown away, so that the client reads the answer
+#: rather than a reset connection; past this, the connection closes right after the answer.
 DISCARD_LIMIT = 64 << 20
 
 #: What an upload body may hold beyond the file: its text fields and framing.
@@ -110,10 +102,7 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 
 
 class PypidRequest(server.Request):
-    """
-    A request that streams uploads and sends a cached C{Date} header and no
-    C{Server} header (the version is nobody's business).
-    """
+    """A request streaming uploads, with a cached C{Date}, and no C{Server} (nobody's business)."""
 
     site: PypidSite
     content: IRequestBody  # type: ignore[assignment]  # (Twisted's is a file, None at first)
@@ -140,8 +129,7 @@ class PypidRequest(server.Request):
         # (this request's channel is one of PypidSite's)
         site: PypidSite = channel.site  # type: ignore[attr-defined]
         self.started = site.timer()
-        # Who the client is, once, before anything (the upload's credential
-        # check below, the routes, the audit log) asks.
+        # Who the client is, once, before anything (credential check, routes, audit log) asks.
         resolve_client(self, site.trusted_proxies)
         parse_form_body(self, False)
         command, target = request_line(channel)
@@ -151,10 +139,8 @@ class PypidRequest(server.Request):
             # (Klein would log a traceback for each, and answer in its own words)
             site.note_bad_path()
             return self._answer_early(length, 400, "path: not valid UTF-8")
-        # A change a browser sent on behalf of another site (a form on a
-        # foreign page, with the credentials the browser keeps for this
-        # one) is refused before its body, which is never read.
-        # (a GET, a page or a file, reads no header for it: the hot path)
+        # A change a browser sent on behalf of another site (a foreign page's form, with this
+        # site's credentials) is refused before its body; a GET (the hot path) reads no header.
         if command not in SAFE_METHODS:
             headers = self.requestHeaders
             refusal = cross_site_refusal(
@@ -172,8 +158,7 @@ class PypidRequest(server.Request):
                                               extra=misdirected.headers,
                                               reason=misdirected.reason)
                 return self._answer_early(length, 413, PLAIN_TOO_LARGE)
-            # Small forms (a yank reason, a token request) are parsed into
-            # request.args by Twisted, from memory.
+            # Small forms (a yank reason, a token request): Twisted parses them from memory.
             parse_form_body(self, True)
             self.content = PlainBody(self._plain_too_large)
             return
@@ -191,8 +176,7 @@ class PypidRequest(server.Request):
         if credentials is None:
             return self._answer_early(length, 401, "authentication is required to upload", www=True)
         limit = site.max_upload_size
-        # The file may be up to the limit; the text fields beside it are
-        # bounded by the parser (FormSink's max_fields_total, 8 MiB).
+        # The file may be up to the limit, the text fields beside it up to the parser's 8 MiB.
         if length is not None and length > limit + _FIELDS_ALLOWANCE:
             return self._answer_early(length, 413, too_large_message(limit))
         auth = IRequestAuth(self)
@@ -209,28 +193,24 @@ class PypidRequest(server.Request):
 
     def _verify_before_body(self, verified: Deferred[Identity], length: int | None) -> None:
         """
-        Read no body until the credentials are verified: wrong ones must not
-        get to spool a large upload onto the storage's disk. Verified
-        credentials are cached, so for twine and uv this costs nothing after
-        the first upload.
+        Read no body until the credentials are verified: wrong ones must not spool a large
+        upload onto the storage's disk. Verified credentials are cached: for twine and uv this
+        costs nothing after the first upload.
         """
         pause, resume = _reading_controls(self.channel)
         paused = not verified.called
-        # (a check already done: Twisted answers the expectation, or the
-        # refusal removes it)
+        # (a check already done: Twisted answers the expectation, or the refusal removes it)
         invite = paused and self._hold_continue()
         if paused:
             pause()
 
-        # The upload route waits for this check rather than making its own
-        # (the body may be in before it is done): credentials are checked,
-        # and failures counted, once.
+        # The upload route waits for this check (the body may be in before it is done):
+        # credentials are checked, and failures counted, once.
         IRequestAuth(self).verified = check = Deferred[Identity]()
 
         def verified_ok(identity: Identity) -> None:
             if getattr(self, "channel", None) is None:
-                # The client left while its credentials were checked (Twisted
-                # drops a request's channel once the connection is lost).
+                # The client left meanwhile (Twisted drops a lost request's channel).
                 check.callback(identity)
                 return
             if invite:
@@ -258,10 +238,7 @@ class PypidRequest(server.Request):
         verified.addErrback(lambda f: log.failure("Verifying upload credentials", f))
 
     def _hold_continue(self) -> bool:
-        """
-        Take away an C{Expect: 100-continue} that Twisted would answer as
-        soon as L{gotLength} returns; whether there was one to answer later.
-        """
+        """Take away the C{Expect: 100-continue} Twisted would answer after L{gotLength}; if any."""
         expect = self.requestHeaders.getRawHeaders(b"expect")
         if not expect or expect[0].lower() != b"100-continue" \
                 or request_version(self.channel) != b"HTTP/1.1":
@@ -295,12 +272,10 @@ class PypidRequest(server.Request):
 
     def _misdirected_upload(self, path: bytes, site: PypidSite) -> HTTPError | None:
         """
-        What a large C{POST} to a URL that takes no uploads, but that an
-        upload client was pointed at, is told rather than that its body is
-        too large: an index's simple pages, the URL that does
-        (L{simple_post_error}); a C{/NAME/} of a server without named
-        indexes, that there is none (L{NO_SUCH_INDEX}); the same answers
-        their routes give a small body. L{None} for another URL.
+        What a large C{POST} to a URL an upload client may be pointed at is told rather than
+        that its body is too large, as the routes answer a small one: at an index's simple
+        pages, the URL that takes uploads; at a C{/NAME/} without named indexes, that there is
+        none. L{None} for another URL.
         """
         simple = simple_of(path, site.index_uploads)
         if simple is not None:
@@ -315,18 +290,14 @@ class PypidRequest(server.Request):
                       extra: Iterable[tuple[bytes, bytes]] = (),
                       reason: bytes | None = None) -> None:
         """
-        Answer now, before the body, and then close the connection: after the
-        discarded body when it is small, at once when it is large.
-
-        @param reason: the status line's reason phrase (an error's, with its
-            remedy kept: L{HTTPError.reason}); by default the message.
+        Answer now, before the body, then close the connection: after the discarded body when
+        it is small, at once when large. C{reason}: the status line's, by default the message's.
         """
         transport = self.channel.transport
         close = _closer(self.channel)
         self.content = DiscardedBody(DISCARD_LIMIT, close)
         self.early_answer = True
-        # No "100 Continue" after a final answer (Twisted sends one after
-        # gotLength when the client asked for it).
+        # No "100 Continue" after a final answer (Twisted sends one after gotLength).
         self.requestHeaders.removeHeader(b"expect")
         # (the values are the server's own: Retry-After, say)
         headers = [(b"WWW-Authenticate", www_authenticate_header())] if www else []
@@ -375,11 +346,9 @@ class PypidRequest(server.Request):
 
     def render(self, resrc: IResource) -> None:
         """
-        Render as Twisted does, but quietly for a C{HEAD} whose resource
-        gives the C{GET}'s body (many do for their errors and redirects):
-        Twisted answers it with that body's length and no body, as here,
-        and logs a warning for each, a line any client can write by the
-        thousand.
+        Render as Twisted does, but quietly for a C{HEAD} whose resource gives the C{GET}'s body
+        (many errors and redirects do): Twisted answers it alike, but logs a warning for each,
+        a line any client can write by the thousand.
         """
         server.Request.render(self, _Headless(resrc) if self.method == b"HEAD" else resrc)
 
@@ -431,9 +400,8 @@ class _Headless:
 def _reading_controls(channel: HTTPChannel,
                       ) -> tuple[Callable[[], object], Callable[[], object]]:
     """
-    How to pause and resume reading a request body: through the channel
-    when it keeps time of pauses (L{PypidChannel}: they do not count against
-    the client's rate), else on the transport.
+    How to pause and resume reading a request body: through a L{PypidChannel}, which keeps
+    pauses from counting against the client's rate, else on the transport.
     """
     if isinstance(channel, PypidChannel):
         return channel.pause_reading, channel.resume_reading
@@ -443,31 +411,24 @@ def _reading_controls(channel: HTTPChannel,
 
 def _closer(channel: HTTPChannel) -> Callable[[], object]:
     """
-    How to close the connection after an early answer: through the channel
-    (L{PypidChannel.close_after_answer}), never the bare transport, which
-    under TLS stays open while the channel is registered as its producer.
+    How to close the connection after an early answer: through the channel, never the bare
+    transport, which under TLS stays open while the channel is registered as its producer.
     """
     return getattr(channel, "close_after_answer", channel.loseConnection)
 
 
 class PypidSite(GuardedSite):
     """
-    The site: our request class, no access log unless configured, and a
-    C{Date} header formatted once a second.
+    The site: our request class, no access log unless configured, and a C{Date} header
+    formatted once a second. The L{SiteSettings} a request reads are attributes.
 
-    @ivar spool_dir: where upload bodies are spooled (the storage's).
-    @ivar access: the L{pypid.web.identity.gates.Gates}, to verify an upload's
-        credentials before its body is read; L{None} to leave it to the route.
-    @ivar max_upload_size, base_url, trusted_proxies: the L{SiteSettings}'
-        (read per request, as attributes).
-    @ivar index_uploads: whether named indexes are served: then C{/NAME/}
-        and C{/NAME/legacy[/]} take uploads too, for every name an index
-        could have (L{index_upload_path}), so that a missing index asks for
-        credentials before the body as a hidden one does.
-    @ivar run: C{run(f, *args) -> Deferred} running C{f} in a worker thread,
-        where upload bodies are parsed, hashed and written (see
-        L{pypid.web.server.body}); by default on the reactor thread, for tests of
-        the same body path with no threads.
+    @ivar access: verifies an upload's credentials before its body is read; L{None} leaves it
+        to the route.
+    @ivar index_uploads: whether named indexes are served: then C{/NAME/} and
+        C{/NAME/legacy[/]} take uploads too, for every name an index could have, so that a
+        missing index asks for credentials before the body as a hidden one does.
+    @ivar run: runs the parsing, hashing and writing of upload bodies in a worker thread; by
+        default on the reactor thread, for tests of the same body path with no threads.
     """
 
     requestFactory = PypidRequest
@@ -491,9 +452,8 @@ class PypidSite(GuardedSite):
         #: what was answered, for C{/metrics}
         self.stats = stats if stats is not None else RequestStats()
         self._batch = self.stats.batch
-        #: C{timer() -> seconds}, the clock of latencies: C{time.monotonic}
-        #: in the server (L{pypid.tap}), the reactor's C{seconds} by default,
-        #: so that a test's L{Clock} works
+        #: the clock of latencies: C{time.monotonic} in the server, by default the reactor's
+        #: C{seconds}, so that a test's L{Clock} works
         self.timer = timer if timer is not None else self.reactor.seconds
         self.counter = counter if counter is not None else ConnectionCounter()
         self.header_timeout = settings.header_timeout
@@ -509,10 +469,7 @@ class PypidSite(GuardedSite):
         self._bad_path_noted = False
 
     def note_bad_path(self) -> None:
-        """
-        Log, once, that requests with paths that are not UTF-8 are refused:
-        a client may send them by the thousand, and each says nothing new.
-        """
+        """Log once that non-UTF-8 paths are refused: a client may send them by the thousand."""
         if not self._bad_path_noted:
             self._bad_path_noted = True
             log.info("Refusing requests whose path is not UTF-8 (400; logged once)")
@@ -523,12 +480,9 @@ class PypidSite(GuardedSite):
         channel = super().buildProtocol(addr)
         if isinstance(channel, Refused):
             return channel
-        if self.header_timeout is not None:
-            channel.header_timeout = self.header_timeout
-        if self.min_body_rate is not None:
-            channel.min_body_rate = self.min_body_rate
-        if self.send_timeout is not None:
-            channel.send_timeout = self.send_timeout
+        for name in ("header_timeout", "min_body_rate", "send_timeout"):
+            if (value := getattr(self, name)) is not None:
+                setattr(channel, name, value)
         return channel
 
     def date_header(self) -> bytes:
@@ -539,10 +493,7 @@ class PypidSite(GuardedSite):
         return self._date[1]
 
     def log(self, request: PypidRequest) -> None:  # type: ignore[override]
-        """
-        Count a finished request (L{Request.finish} calls this), and write an
-        access log line when an access log is configured.
-        """
+        """Count a finished request (L{Request.finish} calls this), and log it if configured."""
         started = request.started
         if started is not None:
             # (L{RequestStats.record}, inlined: this runs for every request)

@@ -1,10 +1,7 @@
 """
-What the web is built from besides its indexes (L{pypid.web.app.build_web}):
-the C{[pypid]} settings the site takes (L{SiteSettings}) and the services
-its areas call (L{SiteServices}), each a value, so that a new setting or
-service is a field with its default rather than one more parameter of
-every caller (the server's L{pypid.web.app.WebPart.from_config} and the
-tests' harnesses).
+What the web is built from besides its indexes (L{pypid.web.app.build_web}): the C{[pypid]}
+settings the site takes and the services its areas call, each a value, so that a new setting
+or service is a field with its default rather than one more parameter of every caller.
 """
 
 from __future__ import annotations
@@ -37,22 +34,16 @@ if TYPE_CHECKING:
 @attrs.frozen
 class SiteSettings:
     """
-    The C{[pypid]} settings the site takes.
+    The C{[pypid]} settings the site takes; a timeout or rate of L{None} is the channel's default.
 
     @ivar max_upload_size: the largest upload body, in bytes.
-    @ivar base_url: the server's public URL, or L{None}: the origin a
-        request reached it by.
-    @ivar access_log: the access log's path, or L{None} for none.
-    @ivar header_timeout: seconds a request's head has to arrive (L{None}:
-        the channel's default).
-    @ivar send_timeout: seconds an answer may wait with none of it taken
-        by the client (L{None}: the channel's default).
-    @ivar min_upload_rate: the slowest body accepted, in bytes a second
-        (L{None}: the channel's default).
-    @ivar trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
-        names the client.
-    @ivar ipv6_prefix: the bits of an IPv6 address that make one client for
-        the token exchange's throttle (C{[auth] throttle_ipv6_prefix}).
+    @ivar base_url: the server's public URL, or L{None}: the origin a request reached it by.
+    @ivar header_timeout: seconds a request's head has to arrive.
+    @ivar send_timeout: seconds an answer may wait with none of it taken by the client.
+    @ivar min_upload_rate: the slowest body accepted, in bytes a second.
+    @ivar trusted_proxies: the reverse proxies whose C{X-Forwarded-For} names the client.
+    @ivar ipv6_prefix: the bits of an IPv6 address that make one client for the token
+        exchange's throttle (C{[auth] throttle_ipv6_prefix}).
     """
 
     max_upload_size: int
@@ -68,38 +59,23 @@ class SiteSettings:
 @attrs.frozen
 class SiteServices:
     """
-    The services the site's areas call; each has a default fit for a test.
+    The services the site's areas call; each has a default fit for a test. Without
+    C{publishing}, C{sso}, C{registry} or C{webhooks}, the routes that call it answer 404.
 
-    @ivar upstream: C{[upstream]}'s proxy, whose cache its admin routes act
-        on, or L{None}.
-    @ivar counter: limits connections per address (by default, the
-        channel's limit).
+    @ivar upstream: C{[upstream]}'s proxy, whose cache its admin routes act on.
+    @ivar counter: limits connections per address (by default, the channel's limit).
     @ivar metrics: who may scrape C{/metrics} (by default: loopback clients).
     @ivar audit: where changes are recorded (by default, a log in memory).
-    @ivar timer: C{timer() -> seconds}, the monotonic clock latencies are
-        measured with (the reactor's C{seconds} by default).
-    @ivar publishing: trusted publishing's token exchange, or L{None} (its
-        route answers 404).
+    @ivar timer: the monotonic clock of latencies (the reactor's C{seconds} by default).
     @ivar sources: what C{/metrics} exposes after the site's own.
-    @ivar sso: single sign-on (C{[sso]}), or L{None} (C{/login/sso} answers 404).
-    @ivar ready: C{ready() -> bool}, whether the index answers with every
-        stored file, for C{/health}; by default always.
-    @ivar registry: the server's indexes, for promotion and the advisories'
-        API; L{None}: those routes answer 404.
-    @ivar attestations: checks the attestations uploads come with (PEP
-        740); L{None}: uploads that send any are refused.
-    @ivar render: renders the descriptions of uploaded files: the daemon's
-        sandbox, so that no README can stop the server; by default in this
-        process.
-    @ivar hub: in a worker of a machine, its hub: the worker catches up
-        with the others' changes before each request
-        (L{pypid.state.catch_up.CatchUp}, over the C{registry}'s looks),
-        and C{/health} says how many workers run.
-    @ivar machine_metrics: in a worker of a machine, C{/metrics}' side of
-        the machine (L{pypid.web.admin.exposition.MachineMetrics}), a part
-        of the daemon.
-    @ivar webhooks: the server's webhooks, for their admin API
-        (L{pypid.webhooks.part.WebhookPart}); L{None}: its routes answer 404.
+    @ivar ready: whether the index answers with every stored file, for C{/health}.
+    @ivar attestations: checks the attestations uploads come with (PEP 740); L{None}: uploads
+        that send any are refused.
+    @ivar render: renders the descriptions of uploaded files: the daemon's sandbox, so that no
+        README can stop the server; by default in this process.
+    @ivar hub: in a worker of a machine, its hub: the worker catches up with the others'
+        changes before each request (L{CatchUp}), and C{/health} says how many workers run.
+    @ivar machine_metrics: in a worker of a machine, C{/metrics}' side of the machine.
     """
 
     upstream: UpstreamProxy | None = None

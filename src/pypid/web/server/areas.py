@@ -1,17 +1,14 @@
 """
-One resource over several small Klein apps (the I{areas}): each request
-goes, whole path untouched, to the area whose routes start with its first
-segment (under C{/api/} and C{/console/}, its first two). The site's root uses it for its
-areas and the default index's, C{/NAME/} for a named index's.
+One resource over several small Klein apps (the I{areas}): each request goes, whole path
+untouched, to the area whose routes start with its first segment (under C{/api/} and
+C{/console/}, its first two). The site's root uses it for its areas and the default index's,
+C{/NAME/} for a named index's.
 
-Each area's routes are written with their whole paths, so a route reads as
-the URL a client sends, and each path is written only there: which area
-owns which first segment is read from the areas' routes when the tree is
-built (L{Areas}), not kept in a table of its own that could disagree with
-them. Mounting the areas under prefixes, with routes relative to them,
-would not answer alike: the mount's own path (C{/api/tokens}) would reach
-the area as an empty path, which werkzeug redirects, and C{/api/tokens/},
-now a 404, as that same route.
+Each route is written once, with its whole path, as the URL a client sends: which area owns
+which segment is read from the routes (L{Areas}), not kept in a table that could disagree with
+them. Mounting the areas under prefixes would not answer alike: the mount's own path
+(C{/api/tokens}) would reach the area as an empty path, which werkzeug redirects, and
+C{/api/tokens/}, now a 404, as that same route.
 """
 
 from __future__ import annotations
@@ -44,30 +41,20 @@ SPLIT = frozenset({b"api", b"console"})
 
 class Areas(Resource):
     """
-    Hands each request, whole path untouched, to the Klein resource of the
-    area whose routes start with the request's first segment (under
-    one of L{SPLIT}, its first two); C{/} itself goes by its method.
-
-    Which area owns which segments is read from the areas' own routes when
-    the tree is built, so that each path is written once, in its route; a
-    request then costs one dictionary lookup to find its area.
+    Hands each request to the Klein resource of the area owning its first segment (its first
+    two under L{SPLIT}); C{/} itself goes by its method. One dictionary lookup a request.
 
     @ivar _root: C{{method: resource}} of the routes of C{/}.
     @ivar _first: C{{first segment: resource}} of the other routes.
-    @ivar _second: C{{first segment: {second segment: resource}}} of the
-        routes under each of L{SPLIT}.
-    @ivar _root_methods: the methods C{/} takes, for a 405's C{Allow}.
+    @ivar _second: C{{first segment: {second segment: resource}}} under each of L{SPLIT}.
     """
 
     isLeaf = True
 
     def __init__(self, areas: Iterable[Area]) -> None:
         """
-        @param areas: the areas (each with its Klein C{app}).
-
-        @raise ValueError: if two areas claim the same segment (or method
-            of C{/}), or a route starts with a variable: either would leave
-            a route that no request reaches.
+        @raise ValueError: if two areas claim the same segment (or method of C{/}), or a route
+            starts with a variable: either would leave a route no request reaches.
         """
         Resource.__init__(self)
         self._root: _Table = {}
@@ -82,10 +69,7 @@ class Areas(Resource):
         self._root_methods = sorted(method.decode("ascii") for method in self._root)
 
     def _places(self, rule: Rule) -> list[tuple[_Table, bytes]]:
-        """
-        Where the werkzeug C{rule} is found: C{(table, key)} pairs, split
-        as L{render} splits a request's path.
-        """
+        """Where the werkzeug C{rule} goes: C{(table, key)} pairs, split as L{render} splits."""
         segments = rule.rule.encode("ascii").split(b"/")[1:]
         if segments == [b""]:
             # (every route of / names its methods)
@@ -112,7 +96,6 @@ class Areas(Resource):
         try:
             return area.render(request)
         except werkzeug.exceptions.BadHost:
-            # (Klein binds werkzeug's routing to the Host header before any
-            # error handler of the area: one that is no host name is the
-            # client's mistake, never a 500)
+            # (Klein binds werkzeug's routing to the Host header before any error handler
+            # of the area: one that is no host name is the client's mistake, never a 500)
             return send_error(request, BadRequest("Host: not a host name"))

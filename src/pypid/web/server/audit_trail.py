@@ -1,20 +1,15 @@
 """
-The audit log, as the web layer writes and shows it.
+The audit log, as the web layer writes it (its reading, C{GET /api/audit}, is
+L{pypid.web.admin.audit_admin}).
 
-L{AuditTrail} turns what a request did into L{pypid.core.records.audit_chain.Entry}s: who
-(the user, and the token when one was used), from where (the address the
-login throttle counts), what and with which outcome. A change's entry is
-written before the request is answered (L{AuditTrail.recorded}): an
-acknowledged change is in the log even if the server is killed the moment
-after. Failed and throttled logins go through
-L{pypid.core.records.login_failures.LoginFailures}, so a flood of them writes a bounded
-number of entries, and nobody waits for them to be written; so do the
-token exchange's refusals (L{AuditTrail.fold_refused}), folded apart from
-the logins: a flood of junk ID tokens cannot push the failed logins of
-this minute past the bound of distinct keys, where their users and
-addresses would be folded away.
-
-Its reading, C{GET /api/audit} for admins, is L{pypid.web.admin.audit_admin}.
+L{AuditTrail} turns what a request did into L{Entry}s: who (the user, and the token used),
+from where (the address the login throttle counts), what, and with which outcome. A change's
+entry is written before the request is answered (L{AuditTrail.recorded}): an acknowledged
+change is in the log even if the server is killed the moment after. Failed and throttled
+logins are folded (L{LoginFailures}), so a flood of them writes a bounded number of entries
+nobody waits for; so are the token exchange's refusals (L{AuditTrail.fold_refused}), apart from
+the logins: a flood of junk ID tokens cannot push this minute's failed logins past the bound of
+distinct keys, where their users and addresses would be folded away.
 """
 
 from __future__ import annotations
@@ -78,10 +73,7 @@ class Facts(Named, total=False):
 
 
 def outcome_of(error: HTTPError) -> str:
-    """
-    The outcome an L{pypid.core.util.http_errors.HTTPError} stands for:
-    refused (4xx) or failed.
-    """
+    """The outcome an L{HTTPError} stands for: refused (4xx) or failed."""
     return REFUSED if error.code < 500 else FAILED
 
 
@@ -93,9 +85,8 @@ def facts_of(record: FileRecord) -> FileFacts:
 
 def named(facts: Named) -> Named:
     """
-    The facts a request named, with the project and version its filename
-    names (else those it gave, the project normalized when it is a valid
-    name), so that C{?project=} finds a refused change too.
+    The facts a request named, with the project and version its filename names (else those it
+    gave, a valid project name normalized), so that C{?project=} finds a refused change too.
     """
     facts = Named(**facts)
     filename = facts.get("filename")
@@ -120,11 +111,7 @@ class IAuditWrites(Interface):
 
 @attrs.define
 class AuditWrites:
-    """
-    The writes of the entries a request recorded (L{Deferred}s firing when
-    each entry's first write attempt ended), which the request awaits
-    before it answers.
-    """
+    """The writes of the entries a request recorded, which it awaits before it answers."""
 
     waiting: list[Deferred[int | None]] = attrs.field(factory=list)
 
@@ -150,23 +137,17 @@ class AuditTrail:
     def record(self, request: IRequest, identity: Identity | None, event: ChangeKind,
                outcome: str = OK, **facts: Unpack[Facts]) -> Deferred[int | None]:
         """
-        Record that C{identity} (an L{pypid.auth.verifier.Identity}) did
-        C{event} through C{request}: the entry's write starts now, and
-        L{written} (which L{recorded} calls) waits for it.
+        Record that C{identity} did C{event} through C{request}: the entry's write starts now,
+        and L{written} waits for it.
 
-        @param facts: C{project}, C{version}, C{filename}, C{sha256},
-            C{target}, C{detail}, as they apply.
-        @return: a L{Deferred} firing, once the entry's first write attempt
-            ended, with its serial (L{None}: not written yet); it never fails.
+        @return: a L{Deferred} firing, once the entry's first write attempt ended, with its
+            serial (L{None}: not written yet); it never fails.
         """
         return self.record_all(request, identity, event, [facts], outcome)
 
     def record_all(self, request: IRequest, identity: Identity | None, event: ChangeKind,
                    each: Sequence[Facts], outcome: str = OK) -> Deferred[int | None]:
-        """
-        L{record} of one entry for each of C{each}, written together: the
-        files of a promoted release, which so make one event.
-        """
+        """L{record} of one entry for each of C{each}, written together (a promoted release)."""
         token: Token | None = identity.token if identity is not None else None
         now = format_time(self._clock.seconds())
         writing = self.log.append([Entry(
@@ -186,9 +167,8 @@ class AuditTrail:
 
     async def written(self, request: IRequest) -> None:
         """
-        Wait until the first write attempt of every entry C{request}
-        recorded has ended (an entry that failed is logged, and tried again
-        without anyone waiting).
+        Wait until the first write attempt of every entry C{request} recorded has ended (one
+        that failed is logged, and tried again without anyone waiting).
         """
         writes = IAuditWrites(request)
         while writes.waiting:
@@ -197,15 +177,10 @@ class AuditTrail:
     async def recorded(self, request: IRequest, event: ChangeKind, work: Awaitable[_T],
                        identity: Identity | None = None, **facts: Unpack[Named]) -> _T:
         """
-        Await C{work}, a change C{event}, then its entries' writes (see
-        L{written}), so the answer comes once they are on disk. When it is
-        refused (or fails), record that, then let the error answer as
-        before. Only refusals to someone who logged in (C{identity}, or the
-        request's) are recorded: the others are failed logins, recorded as
-        such, or anonymous.
-
-        @param facts: what the request named (its filename, project,
-            version, target), for a refusal's entry.
+        Await C{work}, a change C{event}, then its entries' writes, so the answer comes once
+        they are on disk. A refusal (or failure) is recorded, then answers as before; only one
+        to someone who logged in (C{identity}, or the request's): the others are failed logins,
+        recorded as such, or anonymous. C{facts}: what the request named, for a refusal's entry.
         """
         try:
             result = await work
@@ -221,9 +196,8 @@ class AuditTrail:
     def login_failed(self, user: str | None, address: str | None, token: str | None = None,
                      throttled: bool = False) -> None:
         """
-        Record a failed (or throttled) login of C{user} (L{None}: a name that
-        is no user's) from C{address}, folded per minute; nobody waits for
-        its write.
+        Record a failed (or throttled) login of C{user} (L{None}: a name that is no user's)
+        from C{address}, folded per minute; nobody waits for its write.
         """
         event = ChangeKind.LOGIN_THROTTLED if throttled else ChangeKind.LOGIN_FAILED
         self._append(self._logins.add(self._clock.seconds(), event, user, address, token))
@@ -231,13 +205,10 @@ class AuditTrail:
     def fold_refused(self, address: str | None, user: str | None, event: ChangeKind,
                      error: HTTPError) -> None:
         """
-        Record that C{event}, asked by a client without credentials from
-        C{address}, was refused (or failed) with C{error} (an
-        C{HTTPError}), naming C{user} when the request proved who it is:
-        folded per minute like failed logins, with their own bound
-        (L{pypid.core.records.login_failures.LoginFailures}), so such a flood neither
-        fills the disk nor folds away the failed logins' addresses; nobody
-        waits for its write.
+        Record that C{event}, asked without credentials from C{address}, was refused (or
+        failed) with C{error}, naming C{user} when the request proved who it is: folded per
+        minute like failed logins, with their own bound, so such a flood neither fills the disk
+        nor folds away the failed logins' addresses; nobody waits for its write.
         """
         self._append(self._refusals.add(self._clock.seconds(), event, user, address,
                                         outcome=outcome_of(error), detail=error.message))
@@ -259,9 +230,8 @@ class AuditTrail:
 
     def close(self) -> Deferred[Any]:
         """
-        Write everything, the failed logins of this minute too (the server
-        stops); the journal itself is closed after the storages that tell
-        their changes in it (L{pypid.storage.base.journal.JournalPart}).
+        Write everything, this minute's failed logins too (the server stops); the journal is
+        closed after the storages that tell their changes in it (L{JournalPart}).
         """
         if self._window_end is not None and self._window_end.active():
             self._window_end.cancel()
@@ -275,9 +245,8 @@ class AuditTrail:
 @implementer(IMetricsSource)
 class AuditPart(Service):
     """
-    The audit trail as a part of the daemon: written out as the server
-    stops, after the requests in flight (whose changes it records) and
-    before the storage and the thread pools (which write it).
+    The audit trail as a part of the daemon: written out as the server stops, after the requests
+    in flight (whose changes it records), before the storage and thread pools (which write it).
     """
 
     def __init__(self, trail: AuditTrail) -> None:

@@ -1,29 +1,23 @@
 """
 Where a request's body goes while it arrives, and how to answer before it.
 
-Twisted writes a request body into C{request.content} chunk by chunk, then
-rewinds it and hands the request to its resource. pypid never lets Twisted
-pick that object: L{pypid.web.site.PypidRequest} chooses one of three bodies
-when the headers are in, and they all provide L{IRequestBody}, so the
-request feeds, limits, drains and closes them the same way:
+Twisted writes a body into C{request.content} chunk by chunk, then rewinds it and hands the
+request to its resource. L{pypid.web.site.PypidRequest} picks that object when the headers are
+in: one of three L{IRequestBody}s, fed, limited, drained and closed alike.
 
-  - L{PlainBody}: a small body kept in memory (a yank reason, a token
-    request, a requirements file), refused past L{MAX_PLAIN_BODY};
-  - L{SpooledForm}: an upload's C{multipart/form-data} body, parsed by a
-    L{pypid.web.server.multipart.FormSink} in a worker thread as it arrives (the
-    file part goes to the storage's spool folder and is hashed on the way),
-    so memory stays flat whatever the file size;
-  - L{DiscardedBody}: a body that is counted and forgotten, after an answer
-    was sent before it (L{answer_before_body}).
+  - L{PlainBody}: a small body kept in memory (a yank reason, a token request), refused past
+    L{MAX_PLAIN_BODY};
+  - L{SpooledForm}: an upload's C{multipart/form-data} body, parsed by a L{FormSink} in a
+    worker thread as it arrives (the file part hashed on its way to the spool folder), so
+    memory stays flat whatever the file size;
+  - L{DiscardedBody}: a body counted and forgotten, answered before it (L{answer_before_body}).
 
-Why a worker thread for uploads: parsing, hashing (sha256, blake2b and md5)
-and writing cost about half a millisecond of CPU per 64 KiB; on the reactor
-thread a large upload would take that time from every other client. The
-reactor only queues the chunks; one job at a time, in a worker thread, feeds
-what is queued to the sink, in order. When more than a few MiB wait, reading
-from the connection pauses until the worker catches up. The sink is touched
-by one thread at a time: by the worker while a job runs, and by the reactor
-only when no job runs.
+Why a worker thread for uploads: parsing, hashing (sha256, blake2b and md5) and writing cost
+about half a millisecond of CPU per 64 KiB; on the reactor thread a large upload would take
+that time from every other client. The reactor only queues the chunks; one job at a time, in
+a worker thread, feeds them to the sink in order. When more than a few MiB wait, reading
+pauses until the worker catches up. The sink is touched by one thread at a time: the worker
+while a job runs, the reactor only when none runs.
 """
 
 from __future__ import annotations
@@ -55,11 +49,9 @@ NOT_A_FORM = "Content-Type: expected multipart/form-data with a boundary"
 
 class IRequestBody(Interface):
     """
-    What a request's body is written into while it arrives (Twisted's
-    C{request.content}).
-
-    Twisted also calls C{seek} and C{read} on it before the resource runs;
-    bodies that keep nothing rewind to nothing and read as empty.
+    What a request's body is written into while it arrives (Twisted's C{request.content}).
+    Twisted also calls C{seek} and C{read} on it before the resource runs; bodies that keep
+    nothing rewind to nothing and read as empty.
     """
 
     received = Attribute("How many body bytes were written so far.")
@@ -75,12 +67,10 @@ class IRequestBody(Interface):
 
     def form() -> Form:
         """
-        The body parsed as an upload's L{pypid.web.server.upload_form.Form}, once
-        drained; the caller then owns its spooled files.
+        The body parsed as an upload's L{Form}, once drained; the caller then owns its files.
 
-        @raise pypid.web.server.upload_form.MultipartError: the body is not a
-            well-formed form within the limits (L{UploadTooLarge} past the
-            size limit).
+        @raise MultipartError: the body is not a well-formed form within the limits
+            (L{UploadTooLarge} past the size limit).
         @raise OSError: the spool folder failed.
         """
 
@@ -109,10 +99,8 @@ class _Unkept:
 @implementer(IRequestBody)
 class DiscardedBody(_Unkept):
     """
-    A body that is counted and forgotten (answered before it arrived).
-
-    @ivar _too_much: called once when more than C{_limit} bytes came (to
-        close the connection rather than read on); L{None} to read it all.
+    A body counted and forgotten (answered before it arrived); C{too_much()} is called once
+    past C{limit} bytes (to close the connection rather than read on).
     """
 
     def __init__(self, limit: int = 0,
@@ -138,10 +126,8 @@ class DiscardedBody(_Unkept):
 @implementer(IRequestBody)
 class PlainBody(io.BytesIO):
     """
-    A small body kept in memory, for Twisted to parse into C{request.args}.
-
-    @ivar _too_large: called once when the body passes C{limit}; the body
-        then keeps nothing more.
+    A small body kept in memory, for Twisted to parse into C{request.args}; past C{limit},
+    C{too_large()} is called once and nothing more is kept.
     """
 
     def __init__(self, too_large: Callable[[], object], limit: int = MAX_PLAIN_BODY) -> None:
@@ -174,22 +160,15 @@ class PlainBody(io.BytesIO):
 
 @implementer(IRequestBody)
 class SpooledForm(_Unkept):
-    """
-    An upload body, fed to a L{pypid.web.server.multipart.FormSink} in a worker
-    thread as it arrives (see the module docstring).
-    """
+    """An upload body, fed to a L{FormSink} in a worker thread as it arrives (the module's)."""
 
     def __init__(self, sink: FormSink, run: Run, pause: Callable[[], object],
                  resume: Callable[[], object], on_error: Callable[[BaseException], object],
                  high: int = 4 << 20, low: int = 1 << 20) -> None:
         """
-        @param run: C{run(f, *args) -> Deferred}, running C{f} in a thread.
-        @param pause: stops reading from the connection.
-        @param resume: starts reading again.
-        @param on_error: called on the reactor with the sink's first error,
-            as soon as a job finds one (an upload over the limit, say).
-        @param high: queued bytes that pause reading.
-        @param low: queued bytes under which reading resumes.
+        @param on_error: called on the reactor with the sink's first error, as soon as a job
+            finds one (an upload over the limit, say).
+        @param high: queued bytes that pause reading; C{low}, those under which it resumes.
         """
         self.sink = sink
         self._run = run
@@ -279,18 +258,14 @@ def answer_before_body(transport: ITransport, code: int, message: str,
                        headers: Iterable[tuple[bytes, bytes]] = (), reason: bytes | None = None,
                        send_body: bool = True) -> None:
     """
-    Write a whole plain-text answer straight to C{transport}, outside any
-    request's own answer: before its body was read, or when no request is
-    complete at all. The answer says C{Connection: close}; closing is the
-    caller's choice (after a small body is read and thrown away, a client
+    Write a whole plain-text answer straight to C{transport}, outside any request's own answer:
+    before its body was read, or when no request is complete at all. It says C{Connection:
+    close}; closing is the caller's (after a small body is read and thrown away, a client
     reads the answer rather than a reset connection).
 
-    @param message: the body's text.
-    @param headers: C{(name, value)} byte pairs of the server's own making
-        (C{Location}, C{Retry-After}, C{WWW-Authenticate}).
-    @param reason: the status line's reason phrase; by default the message,
-        cleaned by L{reason_phrase} (twine shows the reason phrase, and
-        C{--skip-existing} reads it).
+    @param headers: C{(name, value)} byte pairs of the server's own making.
+    @param reason: the status line's reason phrase; by default the message, cleaned by
+        L{reason_phrase} (twine shows it, and C{--skip-existing} reads it).
     @param send_body: L{False} for an answer to C{HEAD}.
     """
     body = message.encode("utf-8")

@@ -1,33 +1,28 @@
 """
 The HTTP connection, hardened against clients that hold it open.
 
-Twisted's own idle timeout is reset by every byte, and stopped while an
-answer is written, so a client that sends its headers a byte at a time,
-its upload at a few bytes a second, or stops reading its answer, keeps a
-connection (and whatever the request holds) for ever. Here:
+Twisted's own idle timeout is reset by every byte, and stopped while an answer is written, so
+a client that sends its headers a byte at a time, its upload at a few bytes a second, or stops
+reading its answer, keeps a connection (and whatever the request holds) for ever. Here:
 
-  - a request's line and headers must arrive within C{header_timeout} of
-    the connection opening, or of the previous answer (else C{408});
-  - a body must arrive at C{min_body_rate} bytes a second at least, over
-    each C{rate_window}, not counting the time the server paused reading;
-  - an answer the client takes none of for C{send_timeout} (nginx's) has
-    its connection dropped; a slow reader is kept (L{PypidChannel.check});
-  - one client (an IPv6 one by its /64) may hold at most
-    C{max_per_address} connections (L{ConnectionCounter}): more are closed
-    at once, and logged once a minute for each;
-  - a request line or header block over Twisted's limits (16 KiB) gets
-    C{414} or C{431} rather than a silent close;
-  - every close the channel makes lingers a bounded time (nginx's
-    lingering close): dropped once the client sent nothing for
-    L{LINGER_IDLE} seconds after the answer left, or L{LINGER_MOST} after
-    the close began (Twisted's TLS layer would wait for ever).
+  - a request's head must arrive within C{header_timeout} of the connection opening or the
+    previous answer (else C{408}), its body at C{min_body_rate} bytes a second at least over
+    each C{rate_window} (the server's pauses not counted);
+  - an answer the client takes none of for C{send_timeout} (nginx's) has its connection
+    dropped; a slow reader is kept (L{PypidChannel.check});
+  - one client (an IPv6 one by its /64) may hold at most C{max_per_address} connections
+    (L{ConnectionCounter}): more are closed at once, and logged once a minute for each;
+  - a request line or header block over Twisted's limits (16 KiB) gets C{414} or C{431}
+    rather than a silent close;
+  - every close lingers a bounded time (nginx's lingering close): dropped once the client sent
+    nothing for L{LINGER_IDLE} seconds after the answer left, or L{LINGER_MOST} after the
+    close began (Twisted's TLS layer would wait for ever).
 
-An answer written outside a request's own (those above, and the early
-answers of L{pypid.web.site}) ends with L{PypidChannel.close_after_answer},
-which closes through the channel (unregistered as its transport's producer
-first, or TLS never sends its close_notify) and drops a connection still
-open L{CLOSE_TIMEOUT} seconds later. What a closing client sends is thrown
-away, so that one still sending reads its answer, not a reset.
+An answer written outside a request's own (those above, and the site's early answers) ends
+with L{PypidChannel.close_after_answer}, which closes through the channel (unregistered as its
+transport's producer first, or TLS never sends its close_notify) and drops a connection still
+open L{CLOSE_TIMEOUT} seconds later. What a closing client sends is thrown away, so that one
+still sending reads its answer, not a reset.
 """
 
 from __future__ import annotations
@@ -76,21 +71,18 @@ RATE_WINDOW = 30.0
 #: Seconds an answer may wait with none of it taken by the client.
 SEND_TIMEOUT = 60.0
 
-#: Seconds a connection answered outside a request (a refusal) has to take
-#: its short answer and close before it is dropped.
+#: Seconds a connection answered outside a request (a refusal) has to take its answer and close.
 CLOSE_TIMEOUT = 2.0
 
-#: Seconds a connection the channel closes is kept for a client that sends
-#: nothing (nginx's lingering_timeout is 5 s), and at most for one that
-#: keeps sending.
+#: Seconds a connection the channel closes is kept for a client that sends nothing (nginx's
+#: lingering_timeout is 5 s), and at most for one that keeps sending.
 LINGER_IDLE = 5.0
 LINGER_MOST = 30.0
 
 
-#: The first byte of a TLS record that opens a handshake: a client that
-#: speaks HTTPS to a plain-HTTP listener (uv probes C{https://} for trusted
-#: publishing). No request line starts with it, and Twisted would wait for
-#: a line end that never comes, for C{header_timeout}; answered at once.
+#: The first byte of a TLS handshake: a client speaking HTTPS to a plain-HTTP listener (uv
+#: probes C{https://} for trusted publishing). Twisted would wait for a line end that never
+#: comes, for C{header_timeout}; answered at once.
 TLS_HANDSHAKE = b"\x16"
 PLAIN_HTTP_HERE = "this port speaks plain HTTP, not HTTPS: use an http:// URL"
 
@@ -103,16 +95,11 @@ class ExpressTake(Protocol):
 
 
 class PypidChannel(BadRequestHook):
-    """
-    An L{HTTPChannel} with the deadlines described in the module.
-
-    @ivar site: the L{GuardedSite} that made it.
-    @ivar counter: the L{ConnectionCounter} that counts it, once counted.
-    @ivar counted_host: the client address it is counted under, or L{None}.
-    """
+    """An L{HTTPChannel} with the deadlines described in the module."""
 
     site: GuardedSite
     counter: ConnectionCounter
+    #: the client address its counter counts it under, or L{None}
     counted_host: str | None
 
     header_timeout = HEADER_TIMEOUT
@@ -123,13 +110,11 @@ class PypidChannel(BadRequestHook):
     linger_idle = LINGER_IDLE
     linger_most = LINGER_MOST
 
-    #: since when the channel waits for a request's headers (or L{None});
-    #: L{ConnectionCounter.sweep} closes it when that is too long ago. A
-    #: timestamp rather than a timer per request: this is the hot path.
+    #: since when the channel waits for a request's headers (or L{None}), for the sweep: a
+    #: timestamp rather than a timer per request, this is the hot path
     waiting_since: float | None = None
-    #: since when the client has taken none of the answer: set when the
-    #: transport's buffer fills (it pauses the channel), moved on when the
-    #: kernel took some of it (L{check}), L{None} once the buffer drained
+    #: since when the client has taken none of the answer: set when the transport's buffer
+    #: fills, moved on when the kernel took some (L{check}), L{None} once it drained
     stalled_since: float | None = None
     #: what the transport held unsent when last looked at (L{unsent_bytes})
     _unsent: int | None = None
@@ -145,8 +130,7 @@ class PypidChannel(BadRequestHook):
     _close_when_drained = False
     #: whether the connection ended (read by a worker's L{CatchUp.holds})
     lost = False
-    #: set by L{ConnectionCounter.leave_all} when another worker came up:
-    #: the next answer says C{Connection: close}, the client reconnects
+    #: set when another worker came up: the next answer says C{Connection: close}
     leaving = False
 
     #: the transport's own address, asked once (L{getHost})
@@ -159,10 +143,8 @@ class PypidChannel(BadRequestHook):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Bytes from the client: between requests, offered to the site's
-        express lane first (L{pypid.web.serving.express.ExpressLane.take}), which
-        answers a kept page or small file from the request's bytes alone;
-        whatever it leaves, Twisted parses.
+        Bytes from the client: between requests, offered to the site's express lane first,
+        which answers a kept page or small file from the bytes alone; Twisted parses the rest.
         """
         if between_requests(self):
             catch_up = self.site.catch_up
@@ -188,9 +170,8 @@ class PypidChannel(BadRequestHook):
 
     def getHost(self) -> IAddress:
         """
-        The server's end of the connection, asked of the transport once:
-        Twisted asks for it at every request (L{Request.__init__}), and a TCP
-        transport asks the kernel each time (C{getsockname}: 6 % of the
+        The server's end of the connection, asked of the transport once: Twisted asks at every
+        request, and a TCP transport asks the kernel each time (C{getsockname}: 6 % of the
         reactor's time on the express lane's small file).
         """
         host = self._host
@@ -200,10 +181,8 @@ class PypidChannel(BadRequestHook):
 
     def bad_request(self) -> None:
         """
-        Twisted refuses the request's head (L{BadRequestHook}): past
-        C{totalHeadersSize} bytes, which Twisted counts, C{431}; otherwise
-        C{400} with a reason. The checks stay Twisted's, so the hot path
-        pays nothing for them.
+        Twisted refused the request's head: past C{totalHeadersSize} bytes, C{431}; otherwise
+        C{400} with a reason. The checks stay Twisted's, so the hot path pays nothing for them.
         """
         if head_bytes(self) > self.totalHeadersSize:
             self._head_too_large(self.totalHeadersSize)
@@ -212,9 +191,8 @@ class PypidChannel(BadRequestHook):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
-        One line past C{MAX_LENGTH} (a 64 KiB C{Authorization} header, say):
-        C{414} for the request line, C{431} for a header (Twisted closes the
-        transport with no answer, and under TLS not even that).
+        One line past C{MAX_LENGTH}: C{414} for the request line, C{431} for a header (Twisted
+        closes the transport with no answer, and under TLS not even that).
         """
         self._head_too_large(self.MAX_LENGTH)
 
@@ -282,12 +260,10 @@ class PypidChannel(BadRequestHook):
 
     def check(self, now: float) -> None:
         """
-        Close the connection if its answer stalled, or its headers are
-        overdue (called by the sweep). An answer stalls from when the
-        transport's buffer is full (it pauses the channel) and starts again
-        whenever the kernel took some of it (L{unsent_bytes}), as nginx's
-        C{send_timeout} counts between two writes: a client reading slowly
-        is kept, one that stopped reading is dropped.
+        Close the connection if its answer stalled, or its headers are overdue (the sweep
+        calls this). An answer stalls from when the transport's buffer is full and starts again
+        whenever the kernel took some (as nginx's C{send_timeout} counts between two writes):
+        a client reading slowly is kept, one that stopped reading is dropped.
         """
         since = self.stalled_since
         if since is not None and self._stalled(now, since):
@@ -359,10 +335,9 @@ class PypidChannel(BadRequestHook):
 
     def close_after_answer(self) -> None:
         """
-        Close the connection once the answer already written has gone out:
-        stop parsing (what the client still sends is thrown away), send the
-        TLS close_notify or TCP FIN, and drop the connection if it is still
-        open after C{close_timeout} seconds.
+        Close the connection once the answer written has gone out (TLS close_notify or TCP
+        FIN), throwing away what the client still sends; drop it if still open after
+        C{close_timeout} seconds.
         """
         if self._closing or self.transport is None:
             return
@@ -374,20 +349,16 @@ class PypidChannel(BadRequestHook):
             self._paused = False
             _producer(self.transport).resumeProducing()
         self._close_timer = self.callLater(self.close_timeout, self._close_overdue)
-        # HTTPChannel.loseConnection: unregisters the channel as the
-        # transport's producer first (see the module docstring); what the
-        # client still sends is thrown away from then on.
+        # (HTTPChannel.loseConnection unregisters the channel as producer first: the module's)
         self.loseConnection()
 
     # -- every close: bounded ----------------------------------------------------------------
 
     def loseConnection(self) -> None:
         """
-        Close as Twisted's channel does (its producer unregistered, then the
-        transport closed) once the answer has left the transport's buffer,
-        and drop the connection if the client has not closed within the
-        linger (module docstring), its idle time counted from then; what it
-        sends meanwhile is thrown away.
+        Close as Twisted's channel does once the answer has left the transport's buffer, and
+        drop the connection if the client has not closed within the linger (the module's), its
+        idle time counted from then; what it sends meanwhile is thrown away.
         """
         if self._linger is None and not self.lost and self.transport is not None:
             self._linger = (self.callLater(self.linger_idle, self._idle),
@@ -450,9 +421,8 @@ def _tcp(transport: ITransport | None) -> ITCPTransport:
 
 def origin_form(target: bytes) -> bytes:
     """
-    The path and query of a request target, whether it came in origin form
-    (C{/legacy/?x}) or absolute form (C{http://host/legacy/?x}); C{/} for a
-    target with neither (C{*}, or nonsense).
+    The path and query of a request target in origin form (C{/legacy/?x}) or absolute form
+    (C{http://host/legacy/?x}); C{/} for a target with neither (C{*}, or nonsense).
     """
     if target.startswith(b"/"):
         return target
@@ -475,19 +445,15 @@ class Refused(protocol.Protocol):
 
 class GuardedSite(server.Site):
     """
-    A site that guards its connections: the per-address limit (refused
-    connections are dropped), and a sweep each second for request headers
-    that are overdue and answers that stalled. Its protocol is a
-    L{PypidChannel}.
+    A site of L{PypidChannel}s, guarded: the per-address limit (refused connections are
+    dropped), and a sweep each second for overdue request headers and stalled answers.
     """
 
     protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
-    #: answers kept pages and small files from a request's bytes
-    #: (L{pypid.web.site.PypidSite}'s; none here)
+    #: answers kept pages and small files from a request's bytes (L{PypidSite}'s; none here)
     express: ExpressTake | None = None
-    #: a worker's catching up with the others' changes, asked before each
-    #: request (L{pypid.state.catch_up.CatchUp}); L{None} in a server of one
-    #: process
+    #: a worker's catching up with the others' changes, asked before each request; L{None} in
+    #: a server of one process
     catch_up: CatchUp | None = None
     # (Site's own counter numbers sessions, which pypid never makes)
     counter: ConnectionCounter  # type: ignore[assignment]

@@ -1,8 +1,6 @@
 """
-The open connections of a site (L{ConnectionCounter}): counted per client
-and refused past a limit, swept for overdue request headers and stalled
-answers, and asked to reconnect when another worker of the machine came
-up. The channels are L{pypid.web.server.channel.PypidChannel}s.
+The open connections of a site (L{ConnectionCounter}), its L{PypidChannel}s: counted, swept,
+and asked to reconnect when another worker of the machine came up.
 """
 
 from __future__ import annotations
@@ -37,18 +35,15 @@ class Counted(Protocol):
 
 class ConnectionCounter:
     """
-    The open connections of a site: counted per client (an IPv4 address,
-    an IPv6 /64: L{counted_client}), refusing past a limit, and swept
-    (L{sweep}) for overdue request headers and stalled answers. A client's
-    refusals are logged once a minute (L{Repeats}): the first at once,
-    the rest as a count.
+    The open connections of a site: counted per client (an IPv4 address, an IPv6 /64),
+    refused past a limit, and swept (L{sweep}) for overdue request headers and stalled
+    answers. A client's refusals are logged once a minute: the first at once, the rest as a count.
     """
 
     def __init__(self, limit: int = MAX_PER_ADDRESS, hub: Hub = LONE) -> None:
         """
-        @param hub: in a worker of a machine, its hub: when another worker
-            is (back) up, every open connection is asked to reconnect
-            (L{leave_all}).
+        @param hub: in a worker of a machine, its hub: when another worker is (back) up, every
+            open connection is asked to reconnect (L{leave_all}).
         """
         self.limit = limit
         hub.on(Topic.WORKER_READY, lambda fields, worker: self._up(hub.worker, fields[0]))
@@ -64,10 +59,7 @@ class ConnectionCounter:
         return len(self._channels)
 
     def sweep(self, now: float) -> None:
-        """
-        Close every connection whose request headers are overdue or whose
-        answer stalled, and log the refusals of the last minute.
-        """
+        """Close the connections whose headers are overdue or answer stalled; log refusals."""
         for channel in list(self._channels):
             channel.check(now)
         for repeated in self._refusals.due(now):
@@ -76,11 +68,7 @@ class ConnectionCounter:
                      host=repeated.key, limit=self.limit, seconds=repeated.seconds)
 
     def opened(self, channel: Counted, addr: IAddress | None, now: float) -> bool:
-        """
-        Count a new connection from C{addr} at C{now}.
-
-        @return: whether it may stay.
-        """
+        """Count a new connection from C{addr} at C{now}; whether it may stay."""
         host = getattr(addr, "host", None)
         if host is not None:
             if ":" in host:  # (an IPv4 address is counted as Twisted spells it)
@@ -101,9 +89,8 @@ class ConnectionCounter:
 
     def leave_all(self) -> int:
         """
-        Have every open connection end after its next answer: another
-        worker is (back) up, and the kept-alive connections stayed with
-        the survivor of its restart. How many were asked.
+        Have every open connection end after its next answer (another worker is back up, and
+        the kept-alive connections stayed with the survivor of its restart); how many.
         """
         for channel in self._channels:
             channel.leaving = True
@@ -118,10 +105,8 @@ class ConnectionCounter:
 
     def in_flight(self, now: float, grace: float = 1.0) -> int:
         """
-        How many connections have a request under way (its head or body
-        being read, or its answer being written), or may be about to send
-        one: opened, or answered, less than C{grace} seconds before C{now}
-        (a client connects, or reuses its connection, then writes).
+        How many connections have a request under way, or may be about to send one: opened, or
+        answered, less than C{grace} seconds before C{now} (a client connects, then writes).
         """
         return sum(1 for channel in self._channels
                    if channel.requests or (channel.waiting_since is not None

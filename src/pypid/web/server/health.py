@@ -1,29 +1,22 @@
 """
-C{/health}: whether the server is ready and its storage up, for load
-balancers and supervisors. It needs no credentials, so it says nothing of
-the index (its counts and serial would tell anyone when a private project
-was uploaded): they are in C{/metrics}, under its access rules.
+C{/health}: whether the server is ready and its storage up, for load balancers and
+supervisors. It needs no credentials, so it says nothing of the index (its counts and serial
+would tell anyone when a private project was uploaded): they are in C{/metrics}.
 
-Ready means the index answers with every stored file
-(L{pypid.daemon.readiness}: after a crash, a file uploaded a moment
-before answers C{404} for some 120 ms), and a storage that answers may
-still be full (every upload fails): either is a C{503}, with what is
-wrong in the JSON.
+Ready means the index answers with every stored file (L{pypid.daemon.readiness}: after a
+crash, a file uploaded a moment before answers C{404} for some 120 ms); a storage that answers
+may still be full (every upload fails): either is a C{503}, with what is wrong in the JSON.
 
-While the security advisories are still being read (the first seconds
-after a start), or could not be read, the JSON says so
-(C{"advisories": "reading"} or C{"failed"}); when an index hides or
-denies, that is a C{503} too (C{starting}, with C{Retry-After}, or
-C{degraded}): such an index serves none of the releases the advisories
-might cover until they are read, so a balancer had better send its
-clients elsewhere. An index that only warns serves as ever: C{200}.
+While the advisories are being read (the first seconds after a start), or could not be read,
+the JSON says so (C{"advisories": "reading"} or C{"failed"}); when an index hides or denies,
+that is a C{503} too (C{starting}, with C{Retry-After}, or C{degraded}): such an index serves
+none of the releases the advisories might cover until they are read, so a balancer had better
+send its clients elsewhere. An index that only warns serves as ever: C{200}.
 
-Probes that come while the storage is being asked share its answer, and
-a probe waits for it at most L{CHECK_WAIT}, so that a slow store makes
-it C{"down"} at once: a balancer whose checks of every server timed out
-together would send no client anywhere, though each server still serves
-its pages from memory. (An answer is not kept for the probes after it: a
-store that went away or came back is seen by the next probe.)
+Probes that come while the storage is asked share its answer, each waiting at most
+L{CHECK_WAIT}, so that a slow store makes it C{"down"} at once: a balancer whose checks of every
+server timed out together would send no client anywhere, though each still serves its pages
+from memory. No answer is kept for later probes: the next one sees a store come or go.
 """
 
 from __future__ import annotations
@@ -49,10 +42,7 @@ CHECK_WAIT = 2.0
 
 @attrs.define
 class StorageProbe:
-    """
-    The storage's state for C{/health}: one check at a time, shared by the
-    probes that came meanwhile, each waiting for it at most L{CHECK_WAIT}.
-    """
+    """The storage's state for C{/health}: one check at a time, shared by the probes meanwhile."""
 
     _storage: IStorage
     _clock: IReactorTime
@@ -86,17 +76,11 @@ class StorageProbe:
 @attrs.define(slots=False)
 class Health:
     """
-    @ivar _ready: C{ready() -> bool}, whether the index answers with every
-        stored file (L{pypid.daemon.readiness.Readiness.ready}).
-    @ivar _clock: the clock of the storage probe (L{StorageProbe}).
-    @ivar _advisories: C{unread() -> (state, fails closed) | None}: while
-        the advisories are still to be read, their state and whether an
-        index fails closed meanwhile
-        (L{pypid.state.indexes.IndexRegistry.unread_advisories}).
-    @ivar _workers: in a worker of a machine, C{workers() -> (this
-        worker's number, how many run, of how many)}; a worker that is
-        starting again leaves the machine answering, so it is said, not
-        counted against the status.
+    @ivar _advisories: C{unread() -> (state, fails closed) | None}: while the advisories are
+        still to be read, their state and whether an index fails closed meanwhile.
+    @ivar _workers: in a worker of a machine, C{workers() -> (this worker's number, how many
+        run, of how many)}; a worker starting again leaves the machine answering, so it is
+        said, not counted against the status.
     """
 
     _storage: IStorage

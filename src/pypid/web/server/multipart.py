@@ -1,24 +1,22 @@
 """
 A streaming, bounded C{multipart/form-data} parser for uploads (RFC 7578).
 
-twine and C{uv publish} send a distribution as one multipart POST: many small
-text fields and one C{content} file part as large as the index allows.
-Twisted would read such a body into memory and drop the filename, so the
-server feeds it to a L{FormSink} chunk by chunk as it arrives (through
-L{pypid.web.server.body.SpooledForm}): the file part goes straight to a
-temporary file while its digests are computed, the text fields stay in
-memory under explicit limits. Memory stays flat whatever the file size, and
-a client that breaks a limit is refused at once, not at the end of the body.
-Nothing here imports Twisted; the only I/O is the file part's temporary file.
+twine and C{uv publish} send a distribution as one multipart POST: many small text fields and
+one C{content} file part as large as the index allows. The server feeds it to a L{FormSink}
+chunk by chunk as it arrives (through L{SpooledForm}): the file part goes straight to a
+temporary file while its digests are computed, the text fields stay in memory under explicit
+limits. Memory stays flat whatever the file size, and a client that breaks a limit is refused
+at once, not at the end of the body. Nothing here imports Twisted.
 
-Not python-multipart: measured behind this interface, it is no faster and
-less strict (docs/performance.rst, "The upload parser").
+Not python-multipart: measured behind this interface, it is no faster and less strict
+(docs/performance.rst, "The upload parser").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from contextlib import suppress
 from urllib.parse import unquote_to_bytes
 
 from pypid.storage.base.disk import remove_file
@@ -34,9 +32,8 @@ from pypid.web.server.upload_form import (
 # RFC 2046 section 5.1.1: 1 to 70 bchars, the last one not a space.
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]\Z")
 
-# One header value: a token, then "; name=value" parameters whose value is a
-# token or a quoted string. Empty parameters (";;", a trailing ";") are
-# tolerated because some clients send them.
+# One header value: a token, then "; name=value" parameters, each value a token or a quoted
+# string. Empty parameters (";;", a trailing ";") are tolerated: some clients send them.
 _VALUE = re.compile(r'[ \t]*([^ \t;"]+)[ \t]*')
 _PARAMETER = re.compile(
     r'[ \t]*;[ \t]*(?:([^ \t;="]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;"]*))?[ \t]*'
@@ -60,16 +57,11 @@ _IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 
 def _parse_header_value(text: str) -> tuple[str, dict[str, str]]:
     """
-    Split a header value into its lower-cased leading token and its
-    parameters.
+    Split a header value into its lower-cased leading token and its parameters:
+    C{(token, {name: value})}, names lower-cased, quoted values unquoted. An RFC 5987
+    C{name*=charset'lang'value} parameter replaces the plain C{name} one, as RFC 6266 says; a
+    parameter given twice is refused, since two parsers could pick different copies.
 
-    Parameter names are lower-cased; quoted values are unquoted (backslash
-    escapes undone); an RFC 5987 C{name*=charset'lang'value} parameter
-    replaces the plain C{name} one, as RFC 6266 says. A parameter given twice
-    is refused, since two parsers could pick different copies.
-
-    @type text: L{str}
-    @return: C{(token, {name: value})}
     @raise ValueError: if the value does not follow the grammar.
     """
     match = _VALUE.match(text)
@@ -104,8 +96,8 @@ def _parse_header_value(text: str) -> tuple[str, dict[str, str]]:
 
 def _decode_ext_value(value: str) -> str:
     """
-    Decode an RFC 5987 C{charset'language'percent-encoded} value; only
-    UTF-8 and ISO-8859-1, the two charsets that RFC requires, are accepted.
+    Decode an RFC 5987 C{charset'language'percent-encoded} value; only UTF-8 and ISO-8859-1,
+    the two charsets that RFC requires, are accepted.
     """
     match = _EXT_VALUE.match(value)
     if match is None:
@@ -119,16 +111,12 @@ def _decode_ext_value(value: str) -> str:
 
 def boundary_from_content_type(value: bytes) -> bytes:
     """
-    Return the boundary of a C{multipart/form-data} C{Content-Type} header
-    value, so the caller can refuse any other upload body before reading it.
+    The boundary of a C{multipart/form-data} C{Content-Type} header value (quoted or not, its
+    name in any case; 1 to 70 of the characters RFC 2046 allows), so the caller can refuse any
+    other upload body before reading it.
 
-    The boundary parameter may be quoted or not and its name may have any
-    case; it must be 1 to 70 of the characters RFC 2046 allows.
-
-    @type value: L{bytes}
-    @rtype: L{bytes}
-    @raise MultipartError: if the type is not C{multipart/form-data} or the
-        boundary is missing or invalid.
+    @raise MultipartError: if the type is not C{multipart/form-data} or the boundary is
+        missing or invalid.
     """
     try:
         media_type, params = _parse_header_value(value.decode("latin-1"))
@@ -157,25 +145,19 @@ _CLOSED = "closed"
 
 class FormSink:
     """
-    A parser of a C{multipart/form-data} body as it is written, chunk by
-    chunk (split anywhere); L{pypid.web.server.body.SpooledForm} feeds it in a
-    worker thread. L{finish} then gives the L{Form}, and L{close} removes
-    what the form did not hand out. L{write} never raises:
-    the first problem is kept in L{error}, the temporary files are removed at
-    once, the rest of the body is ignored, and L{finish} raises the problem.
+    A parser of a C{multipart/form-data} body written chunk by chunk (split anywhere), in a
+    worker thread. L{finish} then gives the L{Form}, and L{close} removes what the form did not
+    hand out. L{write} never raises: the first problem is kept in L{error}, the temporary files
+    are removed at once, the rest of the body is ignored, and L{finish} raises the problem.
 
-    The body is scanned with C{bytes.find} for the delimiter
-    (C{CRLF--boundary}); only a possible partial delimiter (fewer than its
-    length in bytes) is carried from one chunk to the next, so the work is
-    linear in the body size and memory stays flat.
+    The body is scanned with C{bytes.find} for the delimiter (C{CRLF--boundary}); only a
+    possible partial delimiter is carried from one chunk to the next, so the work is linear in
+    the body size and memory stays flat. A line that starts with C{--boundary} is a delimiter
+    wherever it appears (RFC 2046 5.1.1): if junk follows it, the body is refused, as the
+    client chose a boundary that occurs in its data.
 
-    A line that starts with C{--boundary} is a delimiter wherever it appears
-    (RFC 2046 section 5.1.1): if junk follows it, the body is refused, as it
-    means the client chose a boundary that occurs in its data.
-
-    @ivar error: the first problem met: a L{MultipartError} for a bad body (a
-        L{pypid.web.server.upload_form.UploadTooLarge} when the file part was too large), or the
-        L{OSError} of a failed temporary file (a server-side problem); L{None}
+    @ivar error: the first problem met: a L{MultipartError} for a bad body (L{UploadTooLarge}
+        for a file part too large), or the L{OSError} of a failed temporary file; L{None}
         while all is well.
     """
 
@@ -185,27 +167,14 @@ class FormSink:
                  max_fields_total: int = 8 << 20, max_preamble_size: int = 64 << 10,
                  max_epilogue_size: int = 64 << 10) -> None:
         """
-        @param boundary: the boundary from the C{Content-Type} header (see
-            L{boundary_from_content_type}).
-        @type boundary: L{bytes}
-        @param tmpdir: the existing directory for the temporary files; it
-            should be on the file system the uploads are stored on, so they
-            can be renamed into place.
-        @param max_file_size: the largest file part accepted, in bytes.
-        @param file_fields: the field names whose file parts go to disk, one
-            part each; their parts must have a filename. Other file parts are
-            kept in memory as L{pypid.web.server.upload_form.InlineFile}s under the
-            field limits.
-        @param max_parts: the most parts a body may have.
-        @param max_part_header_size: the largest header block of a part.
-        @param max_field_size: the largest text field (or in-memory file
-            part), in bytes.
-        @param max_fields_total: the largest size of all text fields and
-            in-memory file parts together.
-        @param max_preamble_size: the most bytes ignored before the first
-            boundary, so a body that is not multipart is refused early.
-        @param max_epilogue_size: the most bytes ignored after the closing
-            boundary.
+        @param tmpdir: the existing directory for the temporary files: on the file system the
+            uploads are stored on, so they can be renamed into place.
+        @param file_fields: the field names whose file parts go to disk, one part each, with a
+            filename; other file parts are kept in memory (L{InlineFile}s) under the field limits.
+        @param max_field_size: the largest text field (or in-memory file part), in bytes;
+            C{max_fields_total}, all of them together.
+        @param max_preamble_size: the most bytes ignored before the first boundary, so a body
+            that is not multipart is refused early; C{max_epilogue_size}, after the last.
         @raise MultipartError: if C{boundary} is not a valid RFC 2046 boundary.
         """
         if not _BOUNDARY.match(boundary.decode("latin-1")):
@@ -224,8 +193,7 @@ class FormSink:
         self.error: Exception | None = None
         self._state = _PREAMBLE
         self._received = 0
-        # The preamble may be empty, so the first delimiter need not follow a
-        # line break: pretend one came before the body.
+        # The preamble may be empty: pretend a line break came before the first delimiter.
         self._pending = b"\r\n"
         self._ignored = 0
         self._header_pieces: list[bytes] = []
@@ -254,21 +222,17 @@ class FormSink:
             self._fail(e)
 
     def close(self) -> None:
-        """
-        Remove the temporary files unless L{finish} handed them out; Twisted
-        calls this when the request ends or the connection is lost.
-        """
+        """Remove the temporary files unless L{finish} handed them out."""
         if self._state != _FINISHED:
             self._discard()
             self._state = _CLOSED
 
     def finish(self) -> Form:
         """
-        Return the parsed L{Form} once the whole body was written; the caller
-        then owns its temporary files.
+        The parsed L{Form} once the whole body was written; the caller then owns its files.
 
-        @raise MultipartError: the recorded error, or one saying the body
-            ended before the closing boundary.
+        @raise MultipartError: the recorded error, or one saying the body ended before the
+            closing boundary.
         @raise OSError: if a temporary file could not be written.
         """
         if self.error is not None:
@@ -277,12 +241,10 @@ class FormSink:
             return self._form
         if self._state == _CLOSED:
             raise MultipartError("the upload was closed before it was finished")
-        if self._state == _PREAMBLE:
-            error = MultipartError("the body holds no multipart boundary")
-            self._fail(error)
-            raise error
         if self._state != _EPILOGUE:
-            error = MultipartError("the body ended before the closing boundary")
+            error = MultipartError("the body holds no multipart boundary"
+                                   if self._state == _PREAMBLE
+                                   else "the body ended before the closing boundary")
             self._fail(error)
             raise error
         self._state = _FINISHED
@@ -300,18 +262,14 @@ class FormSink:
         """Close the open part and remove every temporary file made so far."""
         self._pending = b""
         self._header_pieces = []
+        # (best effort: write and close must not raise)
         if self._part is not None:
             part, self._part = self._part, None
-            try:
+            with suppress(OSError):
                 part.abandon()
-            except OSError:
-                pass
         for path in self._paths:
-            try:
+            with suppress(OSError):
                 remove_file(path)
-            except OSError:
-                # Best effort: write and close must not raise.
-                pass
         self._paths = []
         self._form = Form()
 
@@ -354,9 +312,8 @@ class FormSink:
                 # The two made-up bytes in front are not the client's.
                 self._ignored += end - pos
                 if self._ignored > self._max_preamble_size + 2:
-                    raise MultipartError(
-                        f"no multipart boundary in the first {self._max_preamble_size} bytes"
-                    )
+                    raise MultipartError("no multipart boundary in the first "
+                                         f"{self._max_preamble_size} bytes")
                 if found < 0:
                     self._pending = buf[end:]
                     return
@@ -365,18 +322,14 @@ class FormSink:
             elif state == _EPILOGUE:
                 self._ignored += len(buf) - pos
                 if self._ignored > self._max_epilogue_size:
-                    raise MultipartError(
-                        f"more than {self._max_epilogue_size} bytes after the closing boundary"
-                    )
+                    raise MultipartError(f"more than {self._max_epilogue_size} bytes after the "
+                                         "closing boundary")
                 return
             else:  # pragma: no cover
                 raise AssertionError(state)
 
     def _partial_delimiter_at(self, buf: bytes, pos: int) -> int:
-        """
-        Return where, at or after C{pos}, the end of C{buf} could be the
-        start of a delimiter cut by the chunk boundary, or C{len(buf)}.
-        """
+        """Where, from C{pos}, the end of C{buf} may start a delimiter a chunk cut; else its end."""
         delimiter = self._delimiter
         start = max(pos, len(buf) - len(delimiter) + 1)
         while True:
@@ -389,9 +342,8 @@ class FormSink:
 
     def _after_boundary(self, buf: bytes, pos: int) -> int | None:
         """
-        Read what follows a delimiter: C{--} closes the body, optional
-        padding and a line break start a part. Return the new position, or
-        L{None} (keeping the rest pending) if more bytes are needed.
+        Read what follows a delimiter: C{--} closes the body, optional padding and a line break
+        start a part. The new position, or L{None} (the rest pending) if more bytes are needed.
         """
         rest = len(buf) - pos
         if rest == 0:
@@ -425,11 +377,9 @@ class FormSink:
 
     def _headers(self, buf: bytes, pos: int) -> int | None:
         """
-        Collect a part's header block; once it is complete, start the part.
-        Return the position of its body, or L{None} if more bytes are needed.
-
-        The block's size is that of its header lines with their line breaks,
-        the blank line that ends it left out.
+        Collect a part's header block (its size: its lines with their breaks, not the blank
+        line that ends it); once complete, start the part. Its body's position, or L{None} if
+        more bytes are needed.
         """
         # The end of the block may straddle chunks: the last two bytes of
         # each chunk were kept pending, so searching from pos finds it.
@@ -439,9 +389,8 @@ class FormSink:
         # The final "\n" of the last line is in the match, not before it.
         self._header_size += end - pos + (0 if match is None else 1)
         if self._header_size > self._max_part_header_size:
-            raise MultipartError(
-                f"a part's headers are larger than {self._max_part_header_size} bytes"
-            )
+            raise MultipartError(f"a part's headers are larger than {self._max_part_header_size}"
+                                 " bytes")
         self._header_pieces.append(buf[pos:end])
         if match is None:
             self._pending = buf[end:]
@@ -490,9 +439,8 @@ class FormSink:
             raise MultipartError("a part has no name")
         encoding = headers.get("content-transfer-encoding")
         if encoding is not None and encoding.lower() not in _IDENTITY_ENCODINGS:
-            raise MultipartError(
-                f"part {quote(field)} has an unsupported Content-Transfer-Encoding"
-            )
+            raise MultipartError(f"part {quote(field)} has an unsupported "
+                                 "Content-Transfer-Encoding")
         filename = params.get("filename")
         content_type = headers.get("content-type")
         if field in self._file_fields:
@@ -501,14 +449,11 @@ class FormSink:
             if field in self._disk_fields:
                 raise MultipartError(f"more than one {quote(field)} file part")
             self._disk_fields.add(field)
-            self._part = DiskPart(
-                field, filename, content_type, self._tmpdir, self._max_file_size
-            )
+            self._part = DiskPart(field, filename, content_type, self._tmpdir, self._max_file_size)
             self._paths.append(self._part.path)
         else:
-            self._part = MemoryPart(
-                field, filename, content_type, self._max_field_size, self._budget
-            )
+            self._part = MemoryPart(field, filename, content_type, self._max_field_size,
+                                    self._budget)
 
     def _end_part(self) -> None:
         """Record the part that just ended in the form."""

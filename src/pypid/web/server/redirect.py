@@ -1,11 +1,8 @@
 """
-The plain-HTTP C{http-redirect:} listener: it only sends clients over to the
-C{https:} listeners.
-
-L{RedirectSite} answers every request with a redirect to the same path over
-HTTPS as soon as its headers are in, without reading the body first and
-without ever handing the request to the index. Credentials sent to it in
-clear are never checked or used.
+The plain-HTTP C{http-redirect:} listener: L{RedirectSite} answers every request with a
+redirect to the same path over HTTPS as soon as its headers are in, without reading the body
+first and without ever handing the request to the index. Credentials sent to it in clear are
+never checked or used.
 """
 
 from __future__ import annotations
@@ -26,14 +23,12 @@ from pypid.web.server.twisted_http import parse_form_body, request_line
 
 log = Logger()
 
-#: How much of a request body the redirect listener reads and throws away
-#: after answering, so that the client reads the answer rather than a reset
-#: connection; past this, the connection is closed.
+#: How much of a request body is read and thrown away after the answer, so that the client
+#: reads it rather than a reset connection; past this, the connection is closed.
 REDIRECT_DISCARD_LIMIT = 64 << 20
 
-#: A C{Host} header the redirect may name: a DNS name of labels (1 to 63
-#: letters, digits and inner hyphens, no empty one: not C{a..b}) or an
-#: IPv6 literal in brackets (then read by L{ipaddress}), with a port or not.
+#: A C{Host} header the redirect may name: a DNS name of labels (1 to 63 letters, digits and
+#: inner hyphens, none empty) or an IPv6 literal in brackets (read by L{ipaddress}), a port or not.
 _LABEL = rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rb"^(?:(?P<name>" + _LABEL + rb"(?:\." + _LABEL + rb")*)"
                    rb"|\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\])(?::[0-9]{1,5})?$")
@@ -57,11 +52,7 @@ class HTTPSRedirect:
     https_port: int
 
     def location(self, target: bytes, host: bytes | None) -> str | None:
-        """
-        The HTTPS URL for a request target (C{bytes}), given its C{Host}
-        header (C{bytes} or L{None}); L{None} when there is no base URL and
-        no usable C{Host}.
-        """
+        """The HTTPS URL for a request target and C{Host}; L{None} without base URL or good host."""
         path = quote(origin_form(target), safe=_URL_SAFE)
         if self.base_url is not None:
             return self.base_url + path[1:]
@@ -83,8 +74,8 @@ class HTTPSRedirect:
     def answer(self, method: bytes | None, target: bytes, host: bytes | None,
                has_credentials: bool) -> tuple[int, str | None, str]:
         """
-        C{(status, location, body)}: 301 for GET and HEAD, 308 (which keeps
-        the method) for the others, or 400 without a usable C{Host}.
+        C{(status, location, body)}: 301 for GET and HEAD, 308 (which keeps the method) for the
+        others, or 400 without a usable C{Host}.
         """
         location = self.location(target, host)
         if location is None:
@@ -103,10 +94,7 @@ _REASONS = {301: b"Moved Permanently", 308: b"Permanent Redirect", 400: b"Bad Re
 
 
 class RedirectRequest(http.Request):
-    """
-    A request that is answered with its redirect as soon as its headers are
-    in, before any body, and then closed: it never reaches a resource.
-    """
+    """A request answered with its redirect once its headers are in, then closed."""
 
     content: DiscardedBody  # type: ignore[assignment]  # (Twisted's is a file, None at first)
 
@@ -142,13 +130,11 @@ class RedirectRequest(http.Request):
 
 class RedirectSite(GuardedSite):
     """
-    The C{http-redirect:} listener's factory: every request gets a redirect
-    to HTTPS (see L{HTTPSRedirect}) and nothing else; no request reaches the index.
+    The C{http-redirect:} listener's factory: every request gets a redirect to HTTPS (see
+    L{HTTPSRedirect}) and nothing else; no request reaches the index.
     """
 
     requestFactory = RedirectRequest  # type: ignore[assignment]  # (a Request of ours)
-    # (the same deadlines on headers and bodies as the main listeners: the
-    # GuardedSite's PypidChannel)
     displayTracebacks = False
     noisy = False
 
@@ -156,8 +142,7 @@ class RedirectSite(GuardedSite):
                  counter: ConnectionCounter | None = None) -> None:
         server.Site.__init__(self, resource.NoResource(), reactor=reactor)
         self.redirect = redirect
-        # The same guards as the main listeners: the per-address limit and
-        # the header deadline.
+        # The main listeners' guards: the per-address limit, the deadlines of PypidChannel.
         self.counter = counter if counter is not None else ConnectionCounter()
 
     def log(self, request: http.Request) -> None:

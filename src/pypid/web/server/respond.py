@@ -1,14 +1,9 @@
 """
-Writing answers: pre-rendered pages, and errors.
-
-These run on every request, so they only set headers and pick bytes that
-were prepared earlier. Conditional requests (C{If-None-Match}) and
-compression (pre-compressed pages) are handled here, once; a stored
-object's answer, with its byte ranges, is
-L{pypid.web.serving.stored_objects}'s.
-
-An answer that comes later (a relay, an object fetched first, a read gate)
-is completed by L{finish_later}.
+Writing answers: pre-rendered pages, and errors. These run on every request, so they only set
+headers and pick bytes prepared earlier. Conditional requests (C{If-None-Match}) and
+compression (pre-compressed pages) are handled here, once; a stored object's answer is
+L{pypid.web.serving.stored_objects}'s. An answer that comes later (a relay, an object fetched
+first, a read gate) is completed by L{finish_later}.
 """
 
 from __future__ import annotations
@@ -42,12 +37,10 @@ from pypid.web.identity.request_auth import IRequestAuth
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
 log = Logger(namespace="pypid.web.serving.respond")
 
-#: What C{render} returns: the body, or L{NOT_DONE_YET} (an L{int}) when the
-#: answer is finished later.
+#: What C{render} returns: the body, or L{NOT_DONE_YET} (an L{int}) when finished later.
 Rendered = bytes | int
 
-#: An answer that may come later: what C{render} returns, or a L{Deferred}
-#: of it (see L{finish_later}).
+#: An answer that may come later: what C{render} returns, or a L{Deferred} of it.
 Answer = bytes | int | Deferred[Any]
 
 NOT_ACCEPTABLE = (
@@ -63,10 +56,7 @@ RETRY_AFTER = b"30"
 
 
 def etag_matches(header_values: Sequence[bytes], etag: bytes) -> bool:
-    """
-    Whether an C{If-None-Match} header matches C{etag} (weak comparison, as
-    RFC 9110 asks for C{If-None-Match}).
-    """
+    """Whether an C{If-None-Match} header matches C{etag} (weak comparison, as RFC 9110 asks)."""
     for value in header_values:
         for candidate in value.split(b","):
             candidate = candidate.strip()
@@ -78,12 +68,7 @@ def etag_matches(header_values: Sequence[bytes], etag: bytes) -> bool:
 
 
 def send_page(request: IRequest, page: Page) -> bytes:
-    """
-    Answer with a pre-rendered L{pypid.core.indexes.render.Page}: gzip when the client takes
-    it, 304 when it has this version already.
-
-    @return: the body to return from C{render}.
-    """
+    """Answer with a pre-rendered L{Page}: gzip when the client takes it, 304 when it has it."""
     headers = request.responseHeaders
     gz = page.gzipped is not None and accepts_gzip(
         request.requestHeaders.getRawHeaders(b"accept-encoding", (None,))[0])
@@ -120,10 +105,8 @@ def _for_a_session(request: IRequest) -> bool:
 def send_text(request: IRequest, code: int, message: str,
               headers: Iterable[tuple[bytes, bytes]] = (), reason: bytes | None = None) -> bytes:
     """
-    Answer with a short plain-text message.
-
-    @param headers: C{(name, value)} pairs of the server's own making.
-    @param reason: the reason phrase of an error; by default the message's.
+    Answer with a short plain-text message, C{headers} of the server's own making, and an
+    error's C{reason} phrase (by default the message's).
     """
     request.setResponseCode(code, (reason or reason_phrase(message)) if code >= 400 else None)
     request.responseHeaders.setRawHeaders(b"content-type", [TEXT])
@@ -135,9 +118,8 @@ def send_text(request: IRequest, code: int, message: str,
 
 def send_error(request: IRequest, error: HTTPError) -> bytes:
     """
-    Answer with an L{HTTPError}: its status, reason phrase and message; a
-    401 with its challenge, but to a person's browser opening a page for
-    people, a 303 to the login form (L{wants_login_form}).
+    Answer with an L{HTTPError}: its status, reason phrase and message; a 401 with its
+    challenge, but to a person's browser opening a page for people, a 303 to the login form.
     """
     headers = list(error.headers)
     if isinstance(error, Unauthorized):
@@ -149,12 +131,10 @@ def send_error(request: IRequest, error: HTTPError) -> bytes:
 
 def wants_login_form(request: IRequest) -> bool:
     """
-    Whether a refused anonymous request is a person opening a page for
-    people in a browser: its C{GET} or C{HEAD} navigation
-    (C{Sec-Fetch-Dest: document}), with no credentials. Such a person is
-    sent to the login form, rather than given a challenge that makes the
-    browser ask for a password in its own dialog (tools, which send no
-    C{Sec-Fetch-Dest}, get the 401 and its challenge as before).
+    Whether a refused anonymous request is a person opening a page for people in a browser
+    (a C{GET} or C{HEAD} with C{Sec-Fetch-Dest: document}, no credentials): sent to the login
+    form, rather than a challenge that makes the browser ask for a password in its own dialog.
+    Tools send no C{Sec-Fetch-Dest}: they get the 401 and its challenge.
     """
     headers = request.requestHeaders
     auth = IRequestAuth(request, None)
@@ -165,9 +145,8 @@ def wants_login_form(request: IRequest) -> bool:
 
 def send_to_login(request: IRequest) -> bytes:
     """
-    A 303 to the login form, which sends the browser back to this page once
-    logged in. Relative to the page, so a proxy that serves pypid under a
-    path of its own keeps it.
+    A 303 to the login form, which sends the browser back to this page once logged in;
+    relative, so a proxy that serves pypid under a path of its own keeps it.
     """
     target = quote(request.uri.decode("utf-8", "replace"), safe="/")
     return see_other(request, f"{root_of(request)}login?next={target}",
@@ -180,15 +159,12 @@ def root_of(request: IRequest) -> str:
 
 
 def see_other(request: IRequest, location: str, text: str) -> bytes:
-    """
-    A 303 to C{location} (a relative or absolute URL, its unsafe characters
-    escaped), kept by no cache, with a line of text.
-    """
+    """A 303 to C{location} (its unsafe characters escaped), kept by no cache, with C{text}."""
     request.setResponseCode(303)
     headers = request.responseHeaders
     headers.setRawHeaders(b"location", [quote(location, safe="/?=&%.~-_:").encode("ascii")])
     headers.setRawHeaders(b"cache-control", [b"no-store"])
-    headers.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    headers.setRawHeaders(b"content-type", [TEXT])
     return text.encode("utf-8")
 
 
@@ -199,12 +175,9 @@ def storage_unavailable(error: BaseException) -> Unavailable:
 
 def finish_later(request: Request, answer: Deferred[Any]) -> int:
     """
-    Complete an answer that comes later: C{answer} is a L{Deferred} firing
-    with the body, or with L{NOT_DONE_YET} when whoever made the answer
-    finishes the request itself, or failing with an L{HTTPError}, which is
-    answered as usual. Nothing is written once the client has gone.
-
-    @return: L{NOT_DONE_YET}, for C{render} to return.
+    Complete an answer that comes later: C{answer} fires with the body, or with L{NOT_DONE_YET}
+    when its maker finishes the request itself, or fails with an L{HTTPError}, answered as
+    usual. Nothing is written once the client has gone. L{NOT_DONE_YET}, for C{render}.
     """
     answer.addErrback(_error_answer, request)
     answer.addCallback(_write_answer, request)
@@ -222,12 +195,10 @@ def wrong_method_error(request: IRequest, allowed: Iterable[str] | None) -> Meth
 
 def simple_post_error(request: IRequest, base: str) -> MethodNotAllowed:
     """
-    The 405 of a C{POST} to an index's simple pages (whose index starts
-    at C{base}: C{/}, C{/NAME/}, or under C{[pypid] base_url}): an upload
-    client given the index URL pip reads (C{twine --repository-url
-    .../simple/}) is told the URL that takes uploads, as uv hints itself.
-    (The method is named, not read: the site answers a large one before
-    its request line is set on the request.)
+    The 405 of a C{POST} to an index's simple pages (the index at C{base}): an upload client
+    given the URL pip reads (C{twine --repository-url .../simple/}) is told the URL that takes
+    uploads, as uv hints itself. (The method is named, not read: the site answers a large one
+    before its request line is set on the request.)
     """
     return MethodNotAllowed("this URL does not take POST; it takes GET, HEAD",
                             [(b"allow", b"GET, HEAD")],
@@ -237,10 +208,8 @@ def simple_post_error(request: IRequest, base: str) -> MethodNotAllowed:
 
 def absolute_url(request: IRequest, path: str) -> str:
     """
-    C{path} (one of ours, from C{/}) as the client reached the server:
-    under its C{Host} header and scheme; C{path} itself when it is a
-    URL already (under C{[pypid] base_url}), or when the C{Host} header
-    is no host name.
+    C{path} (one of ours, from C{/}) as the client reached the server, under its C{Host} and
+    scheme; C{path} itself when a URL already (under a base URL) or C{Host} is no host name.
     """
     if "://" in path:
         return path
@@ -250,9 +219,8 @@ def absolute_url(request: IRequest, path: str) -> str:
 
 class ReadResource(Resource):
     """
-    A leaf resource that is only read: C{GET} and C{HEAD} go to
-    C{render_GET}, anything else gets a plain-text 405 like every other
-    error of pypid's (Twisted's own would be an HTML page).
+    A leaf resource that is only read: C{GET} and C{HEAD} go to C{render_GET}, anything else
+    gets a plain-text 405 like every other error of pypid's (Twisted's would be HTML).
     """
 
     isLeaf = True
@@ -271,10 +239,8 @@ class ReadResource(Resource):
 def answer_gated(access: Gates, request: Request,
                  answer: Callable[[Request], Answer], index: str) -> Rendered:
     """
-    Run C{answer(request)} once the read gate of C{index} allows it, turning
-    L{HTTPError}s into answers. The answer is the body, L{NOT_DONE_YET}, or
-    a L{Deferred} of either (a file relayed from a remote store, a page
-    rendered from storage): then the request is finished when it fires.
+    Run C{answer(request)} once the read gate of C{index} allows it, turning L{HTTPError}s into
+    answers; an answer that comes later finishes the request when it fires.
     """
     gate = access.gate_read(request, index)
     if gate is None:
@@ -332,9 +298,8 @@ def page_kind(request: IRequest) -> str:
 
 def send_moved(request: IRequest, base: str, path: str) -> bytes:
     """
-    A permanent redirect to one of our own paths (C{base} + C{path}; a
-    normalized name only ever holds [a-z0-9-]), keeping the query
-    (C{?format=}).
+    A permanent redirect to one of our own paths (C{base} + C{path}; a normalized name only
+    ever holds [a-z0-9-]), keeping the query (C{?format=}).
     """
     target = base + path
     query = request.uri.partition(b"?")[2]

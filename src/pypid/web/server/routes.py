@@ -1,11 +1,6 @@
 """
-What every small Klein app of L{pypid.web} shares: errors answered in one
-way, and the few ways a route reads its request.
-
-Each area (pages for people, publishing, tokens, the upstream cache, the
-legacy JSON API, health) is an attrs object holding its own C{app = Klein()}
-and its collaborators; L{pypid.web.app} composes them. They all answer
-errors alike because they all call L{answer_errors} on their Klein app.
+What every small Klein app of L{pypid.web} shares: errors answered in one way (each area's
+C{app = Klein()} calls L{answer_errors}), and the few ways a route reads its request.
 """
 
 from __future__ import annotations
@@ -27,10 +22,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def answer_errors(app: Klein) -> None:
-    """
-    Make the Klein app C{app} answer every L{HTTPError} (and a path or a
-    method it has no route for) in plain text with the right status.
-    """
+    """Make C{app} answer every L{HTTPError}, and a path or method it has no route for, in text."""
 
     # (self: the area whose app it is, as Klein calls a method's handlers)
     @app.handle_errors(HTTPError)
@@ -48,10 +40,8 @@ def answer_errors(app: Klein) -> None:
 
 def route_each(app: Klein, paths: Iterable[bytes], **kwargs: Any) -> Callable[[_F], _F]:
     """
-    Route each of C{paths} (bytes, as the site compares them with a
-    request's, such as L{pypid.core.records.metrics.UPLOAD_PATHS}) to the decorated
-    function of the Klein app C{app}, with the same C{kwargs}: one
-    definition of a set of paths serves both.
+    Route each of C{paths} (bytes, as the site compares them with a request's: L{UPLOAD_PATHS})
+    to the decorated function of C{app}: one definition of a set of paths serves both.
     """
 
     def decorate(f: _F) -> _F:
@@ -70,12 +60,7 @@ def send_json(request: IRequest, value: Any) -> bytes:
 
 
 def bounded_body(request: IRequest, limit: int) -> bytes:
-    """
-    The request's body, read from its start, if it holds at most C{limit}
-    bytes (the API's JSON bodies are small: nothing more is read).
-
-    @raise TooLarge: a longer body, the limit said in KiB.
-    """
+    """The request's body if it holds at most C{limit} bytes (no more is read); else L{TooLarge}."""
     content = request.content
     content.seek(0)
     body: bytes = content.read(limit + 1)
@@ -85,10 +70,7 @@ def bounded_body(request: IRequest, limit: int) -> bytes:
 
 
 def json_object(request: IRequest, limit: int) -> dict[str, Any]:
-    """
-    The request's body as a JSON object (an empty body: C{{}}), of at most
-    C{limit} bytes; a 400 saying why not otherwise.
-    """
+    """The request's body as a JSON object (empty: C{{}}) of at most C{limit} bytes, else 400."""
     try:
         data = json.loads(bounded_body(request, limit) or b"{}")
     except TooLarge:

@@ -1,18 +1,10 @@
 """
-What pypid reads and sets inside Twisted's HTTP server that Twisted does not
-make public.
-
-A request's body is chosen in C{gotLength}, before Twisted hands the
-request to a resource; at that moment the request line is known only to
-the channel, as private attributes. Whether a body follows the headers,
-how many bytes of a request's head the channel has counted, and whether
-the channel still handles a request, are private too, and so is the
-switch that makes Twisted parse a form body into C{request.args}; and so
-is the parser's state between requests, which the express lane reads and
-keeps as Twisted would when it answers a request from its bytes; and so
-is how much of an answer a TCP transport still holds unsent. This
-module is the one place that touches them (checked with Twisted 24.7 to
-26.10); the rest of L{pypid.web} calls these functions.
+What pypid reads and sets inside Twisted's HTTP server that Twisted does not make public: the
+request line while the body is chosen (in C{gotLength}, only the channel knows it), whether a
+body follows, the bytes of a head counted, whether the channel still handles a request, the
+switch that parses a form body into C{request.args}, the parser's state between requests
+(which the express lane reads and keeps as Twisted would), and what a TCP transport holds
+unsent. This module is the one place that touches them (checked with Twisted 24.7 to 26.10).
 """
 
 from __future__ import annotations
@@ -25,10 +17,7 @@ from twisted.web.http import HTTPChannel, Request
 
 def request_line(channel: HTTPChannel, default_method: bytes | None = None,
                  default_target: bytes = b"") -> tuple[bytes | None, bytes]:
-    """
-    The method and target of the request whose headers C{channel} has just
-    read, before the request itself knows them.
-    """
+    """The method and target of the request whose headers C{channel} has just read."""
     return (getattr(channel, "_command", default_method),
             getattr(channel, "_path", default_target))
 
@@ -45,10 +34,9 @@ def head_bytes(channel: HTTPChannel) -> int:
 
 class BadRequestHook(HTTPChannel):
     """
-    An C{HTTPChannel} to subclass: Twisted's answer to a request
-    head it cannot take (too large in all, a malformed line, too many
-    headers, a bad length or chunk) is a private method, a bare C{400}
-    with no reason; this makes it call the subclass's C{bad_request()}.
+    An C{HTTPChannel} to subclass: Twisted's answer to a request head it cannot take (too
+    large, malformed, a bad length or chunk) is a private method, a bare C{400} with no
+    reason; this makes it call the subclass's C{bad_request()}.
     """
 
     def _respondToBadRequestAndDisconnect(self) -> None:
@@ -72,10 +60,8 @@ def handling_request(channel: HTTPChannel) -> bool:
 
 def between_requests(channel: HTTPChannel) -> bool:
     """
-    Whether C{channel} is between requests, its parser holding nothing: no
-    request under way or queued, no partial line buffered, not reading a
-    body, the connection kept alive, and no answer waiting for the
-    transport to drain.
+    Whether C{channel} is between requests, its parser holding nothing: no request under way
+    or queued, no partial line, no body, kept alive, no answer waiting for the transport.
     """
     return bool(not channel.requests and not channel._buffer and channel.line_mode
             and channel.persistent and not channel._waitingForTransport)
@@ -88,16 +74,11 @@ def waiting_for_transport(channel: HTTPChannel) -> bool:
 
 def write_between_requests(channel: HTTPChannel, data: bytes) -> None:
     """
-    Write a whole answer to a request the parser never saw (read from its
-    bytes by the express lane), leaving C{channel} as Twisted leaves it
-    after answering a request it parsed.
-
-    The write happens as if the request were under way: a transport whose
-    buffer fills then only marks the channel as waiting for it, as during
-    any answer, rather than pausing the reading of the connection
-    (L{HTTPChannel.pauseProducing}). And the parser's count of empty lines
-    skipped before a request line starts again, as at the end of any
-    request (L{HTTPChannel.allContentReceived}).
+    Write a whole answer to a request the parser never saw (the express lane's), leaving
+    C{channel} as Twisted leaves it after a request it parsed. The write happens as if the
+    request were under way: a transport whose buffer fills only marks the channel as waiting,
+    rather than pausing the reading of the connection. And the parser's count of empty lines
+    before a request line starts again, as at the end of any request.
     """
     channel._handlingRequest = True
     try:
@@ -114,11 +95,10 @@ def parse_form_body(request: Request, parse: bool) -> None:
 
 def unsent_bytes(transport: ITransport | None) -> int | None:
     """
-    How many bytes C{transport} holds that the kernel has not taken yet: a
-    TCP (or Unix) transport's buffer, seen through the layers over one (TLS,
-    the PROXY protocol's); L{None} for a transport of another kind. Twisted tells a producer only
-    when that buffer is full and when it is empty again; a client that
-    reads slowly drains it a little at a time, which only this shows.
+    How many bytes C{transport} holds that the kernel has not taken yet: a TCP (or Unix)
+    transport's buffer, through the layers over one (TLS, PROXY); L{None} for another kind.
+    Twisted tells a producer only when that buffer is full and when it is empty again; a
+    client that reads slowly drains it a little at a time, which only this shows.
     """
     while isinstance(transport, ProtocolWrapper):
         transport = transport.transport

@@ -1,12 +1,8 @@
 """
-An upload form as the multipart parser (L{pypid.web.server.multipart})
-fills it: the L{Form} it hands out with its L{FilePart}s and
-L{InlineFile}s, the parts on their way into it (a file part hashed and
-spooled to a temporary file, L{DiskPart}; a text field or small file
-kept in memory, L{MemoryPart}, under a shared L{Budget}), and the errors
-a body is refused with. Apart from the parser because this is what the
-upload's consumers see, and how a part's bytes are kept, not how the body
-is split into parts.
+An upload form as the multipart parser (L{pypid.web.server.multipart}) fills it: the L{Form}
+it hands out, the parts on their way into it (a file part hashed and spooled, L{DiskPart}; a
+text field or small file kept in memory, L{MemoryPart}, under a shared L{Budget}), and the
+errors a body is refused with: what the upload's consumers see, not how the body is split.
 """
 
 from __future__ import annotations
@@ -22,10 +18,8 @@ from pypid.storage.base.disk import remove_file
 
 class MultipartError(ValueError):
     """
-    A malformed or over-limit body.
-
-    C{str()} of it is a short message naming the field or the limit, meant for
-    the body of a 400 answer (never for the status line).
+    A malformed or over-limit body; C{str()} of it is a short message naming the field or the
+    limit, meant for the body of a 400 answer (never for the status line).
     """
 
 
@@ -33,16 +27,12 @@ class UploadTooLarge(MultipartError):
     """The file part passed the size limit: the server answers 413."""
 
 
-# Temporary files are written through a buffer this large, so small chunks
-# still make few system calls and big chunks go straight through.
+# The temporary files' buffer: small chunks make few system calls, big ones go straight through.
 _FILE_BUFFER_SIZE = 1 << 18
 
 
 def quote(name: str) -> str:
-    """
-    Render a client-supplied name for an error message: quoted, control
-    characters escaped, and cut short so a message stays short.
-    """
+    """A client's name for an error message: quoted, control characters escaped, cut short."""
     if len(name) > 80:
         name = name[:80] + "..."
     return repr(name)
@@ -51,19 +41,13 @@ def quote(name: str) -> str:
 @attrs.frozen
 class FilePart:
     """
-    A file part that was written to a temporary file.
+    A file part written to a temporary file, with its size and hex digests (md5 for the legacy
+    JSON API).
 
-    @ivar field: the part's field name (C{"content"}).
-    @ivar filename: the filename exactly as the client sent it, quoting undone
-        but not otherwise checked: it may hold C{/}, C{..} or control
-        characters, so validate it and never build a path out of it.
-    @ivar content_type: the part's C{Content-Type} header, or L{None}.
-    @ivar path: the temporary file holding the part's bytes; it belongs to
-        whoever received the L{Form} (move it away or call L{Form.discard}).
-    @ivar size: the number of bytes in the file.
-    @ivar sha256: hex SHA-256 digest of the file.
-    @ivar blake2_256: hex BLAKE2b digest (32 bytes) of the file.
-    @ivar md5: hex MD5 digest of the file (for the legacy JSON API).
+    @ivar filename: as the client sent it, quoting undone but not otherwise checked: it may
+        hold C{/}, C{..} or control characters, so validate it and never build a path of it.
+    @ivar path: the temporary file; it belongs to whoever received the L{Form} (move it away
+        or call L{Form.discard}).
     """
 
     field: str
@@ -78,15 +62,7 @@ class FilePart:
 
 @attrs.frozen
 class InlineFile:
-    """
-    A small file part outside the fields that go to disk (such as the legacy
-    C{gpg_signature}), kept in memory as the bytes the client sent.
-
-    @ivar field: the part's field name.
-    @ivar filename: the filename exactly as the client sent it.
-    @ivar content_type: the part's C{Content-Type} header, or L{None}.
-    @ivar data: the part's bytes (at most C{max_field_size} of them).
-    """
+    """A small file part not spooled (the legacy C{gpg_signature}), kept in memory as sent."""
 
     field: str
     filename: str
@@ -99,20 +75,16 @@ class Form:
     """
     A parsed upload form.
 
-    @ivar fields: text fields by name, every value of a repeated name kept in
-        the order sent.
+    @ivar fields: text fields by name, the values of a repeated name in the order sent.
     @ivar files: the file parts written to disk, by field name (one each).
-    @ivar inline_files: the other, small, file parts by field name, in the
-        order sent; they are not in C{fields}.
+    @ivar inline_files: the other, small, file parts by field name, in the order sent.
     """
 
-    # The repr names the fields but leaves their values out, so logging a
-    # form never logs an upload's text.
+    # (the repr names the fields without their values: logging a form never logs its text)
     fields: dict[str, list[str]] = attrs.field(factory=dict, repr=lambda f: repr(sorted(f)))
     files: dict[str, FilePart] = attrs.field(factory=dict)
-    inline_files: dict[str, list[InlineFile]] = attrs.field(
-        factory=dict, repr=lambda f: repr(sorted(f))
-    )
+    inline_files: dict[str, list[InlineFile]] = attrs.field(factory=dict,
+                                                            repr=lambda f: repr(sorted(f)))
 
     def get(self, name: str) -> str | None:
         """Return the first value of text field C{name}, or L{None} if it was not sent."""
@@ -121,19 +93,15 @@ class Form:
 
     def discard(self) -> None:
         """
-        Remove the temporary files that are still where the parser put them,
-        so a refused upload leaves nothing behind; safe to call repeatedly and
-        after a file was moved away.
+        Remove the temporary files still where the parser put them, so a refused upload leaves
+        nothing behind; safe to call repeatedly and after a file was moved away.
         """
         for part in self.files.values():
             remove_file(part.path)
 
 
 class DiskPart:
-    """
-    A file part on its way to a temporary file: the bytes are hashed and
-    written as they come, and the size limit is checked before each write.
-    """
+    """A file part on its way to a temporary file: hashed and written, its limit checked first."""
 
     def __init__(self, field: str, filename: str, content_type: str | None, tmpdir: str,
                  max_size: int) -> None:
@@ -156,9 +124,8 @@ class DiskPart:
     def write(self, data: bytes | memoryview) -> None:
         """Add C{data}, refusing it with L{UploadTooLarge} if the file would pass its limit."""
         if self._size + len(data) > self._max_size:
-            raise UploadTooLarge(
-                f"the {quote(self._field)} file is larger than {self._max_size} bytes"
-            )
+            raise UploadTooLarge(f"the {quote(self._field)} file is larger than "
+                                 f"{self._max_size} bytes")
         self._size += len(data)
         self._sha256.update(data)
         self._blake2.update(data)
@@ -173,22 +140,12 @@ class DiskPart:
         """Close the file (not fsynced: the caller does that off the reactor) and record it."""
         self._file.close()
         form.files[self._field] = FilePart(
-            field=self._field,
-            filename=self._filename,
-            content_type=self._content_type,
-            path=self.path,
-            size=self._size,
-            sha256=self._sha256.hexdigest(),
-            blake2_256=self._blake2.hexdigest(),
-            md5=self._md5.hexdigest(),
-        )
+            self._field, self._filename, self._content_type, self.path, self._size,
+            self._sha256.hexdigest(), self._blake2.hexdigest(), self._md5.hexdigest())
 
 
 class MemoryPart:
-    """
-    A text field or small file part kept in memory, held to the per-field
-    limit and, through C{budget}, to the limit on all of them together.
-    """
+    """A text field or small file part kept in memory, within its limit and the shared C{budget}."""
 
     def __init__(self, field: str, filename: str | None, content_type: str | None,
                  max_size: int, budget: Budget) -> None:
@@ -205,9 +162,8 @@ class MemoryPart:
         self._size += len(data)
         if self._size > self._max_size:
             kind = "field" if self._filename is None else "file part"
-            raise MultipartError(
-                f"{kind} {quote(self._field)} is larger than {self._max_size} bytes"
-            )
+            raise MultipartError(f"{kind} {quote(self._field)} is larger than "
+                                 f"{self._max_size} bytes")
         self._budget.spend(len(data))
         # A copy, so the pieces do not pin whole chunks of the body.
         self._pieces.append(bytes(data))
@@ -228,8 +184,7 @@ class MemoryPart:
             form.fields.setdefault(self._field, []).append(text)
         else:
             form.inline_files.setdefault(self._field, []).append(
-                InlineFile(self._field, self._filename, self._content_type, data)
-            )
+                InlineFile(self._field, self._filename, self._content_type, data))
 
 
 @attrs.define

@@ -1,22 +1,17 @@
 """
-Downloads an index refuses because of security advisories:
-a file of a release the index denies (C{advisories = deny}) answers 403,
-its body naming the advisories, on every path a file is served from
-(C{/files/...}, C{/NAME/files/...}, the upstream's files, their
-C{.metadata}); each refusal is counted for C{/metrics} and written in
-the audit log.
+Downloads an index refuses because of security advisories: a file of a release the index
+denies (C{advisories = deny}) answers 403, its body naming the advisories, on every path a file
+is served from (C{/files/...}, C{/NAME/files/...}, the upstream's files, their C{.metadata});
+each refusal is counted for C{/metrics} and written in the audit log.
 
-Why it costs nothing on the hot path: L{DeniedDownloads.check} first
-asks the policy whether the advisories name the project at all, a dict
-lookup (and nothing when the index's rules are C{off}); only a project
-they name has its filename read and the release's verdict looked up
-(memoized by the policy per database): with C{timeit}, 0.19 us a check
-(the call included) for a project no advisory names, the same as with
-C{advisories = off}, and 0.48 us for a clean release of a named one, of
-the some 50 us a download takes. The audit entries of one client
-asking for one file again and again (an installer retrying, a CI loop)
-are written once a minute, so refusals cannot flood the log; the counter
-counts every one.
+Why it costs nothing on the hot path: L{DeniedDownloads.check} first asks the policy whether
+the advisories name the project at all, a dict lookup (and nothing when the index's rules are
+C{off}); only a project they name has its filename read and the release's verdict looked up
+(memoized by the policy per database): with C{timeit}, 0.19 us a check (the call included) for
+a project no advisory names, the same as with C{advisories = off}, and 0.48 us for a clean
+release of a named one, of the some 50 us a download takes. One client's refusals of one file
+(an installer retrying, a CI loop) are audited once a minute, so they cannot flood the log;
+the counter counts every one.
 """
 
 from __future__ import annotations
@@ -63,11 +58,9 @@ def release_of(filename: str) -> str | None:
 @attrs.define(eq=False)
 class DeniedDownloads:
     """
-    The refusal of the downloads advisories deny, for every index of the
-    server: counted by index, audited.
+    The refusal of the downloads advisories deny, for every index: counted by index, audited.
 
-    @ivar labelled: whether C{/metrics} labels the count by C{index} (a
-        server of named indexes, as the request families are).
+    @ivar labelled: whether C{/metrics} labels the count by C{index} (named indexes are served).
     """
 
     _audit: AuditTrail
@@ -81,11 +74,9 @@ class DeniedDownloads:
     def check(self, request: IRequest, policy: AdvisoryPolicy, index: str, project: str,
               filename: str, version: str | None = None) -> None:
         """
-        Refuse the download of C{filename} (or its C{.metadata}) of the
-        normalized C{project} when index C{index}'s C{policy} denies its
+        Refuse (L{Forbidden}, naming the advisories) the download of C{filename} (or its
+        C{.metadata}) of the normalized C{project} when index C{index}'s C{policy} denies its
         release (C{version}, else read from the filename).
-
-        @raise Forbidden: naming the advisories.
         """
         if not policy.affects(project):
             return
@@ -113,9 +104,8 @@ class DeniedDownloads:
 
     def metric_families(self) -> Iterator[Family]:
         """
-        C{pypid_advisory_denied_total}, by C{index} when L{labelled}; from
-        the first refusal on (so that C{/metrics} of a server that refused
-        none is as it was before advisories).
+        C{pypid_advisory_denied_total}, by C{index} when L{labelled}; from the first refusal on,
+        so that C{/metrics} of a server that refused none is as it was before advisories.
         """
         if not self._counts:
             return

@@ -1,32 +1,25 @@
 """
-The express lane: a kept page, or a small stored file, sent to an
-anonymous C{GET} in one write, without Twisted's resource traversal and
-response machinery.
+The express lane: a kept page, or a small stored file, sent to an anonymous C{GET} in one
+write, without Twisted's resource traversal and response machinery.
 
-Most of what an index answers is the same few pages (C{/simple/...},
-C{/NAME/simple/...}) to clients that send no credentials. The page is
-rendered once and kept (L{pypid.core.indexes.rendered_pages}); what a request
-then cost was Twisted's: 70 us a page through the resource tree, 36 us for
-the same bytes written at once (in process, best of 15 runs of 1,000).
+Most of what an index answers is the same few pages (C{/simple/...}, C{/NAME/simple/...}) to
+clients that send no credentials. The page is rendered once and kept
+(L{pypid.core.indexes.rendered_pages}); what a request then cost was Twisted's: 70 us a page
+through the resource tree, 36 us for the same bytes written at once (in process, best of 15
+runs of 1,000; figures: docs/performance.rst).
 
-So the lane answers as early as it can (figures: docs/performance.rst).
-A request's whole head that arrives between requests (as pip and uv send
-them) goes to L{ExpressLane.take}, which reads it strictly and answers
-before Twisted parses a line; a head it does not read goes to Twisted's
-parser, and is offered again once parsed (L{ExpressLane.__call__}), before
-L{pypid.web.site.PypidRequest.process} builds anything.
+So the lane answers as early as it can: a request's whole head that arrives between requests
+(as pip and uv send them) goes to L{ExpressLane.take}, which reads it strictly and answers
+before Twisted parses a line; a head it does not read goes to Twisted's parser, and is offered
+again once parsed (L{ExpressLane.__call__}), before L{PypidRequest.process} builds anything.
 
-The lane sends only what the read path's one decider says to send as it
-is (L{pypid.web.serving.index_pages.IndexSimple.decide},
-L{pypid.web.serving.index_files.IndexFiles.decide}: the same gates, status,
-advisories, upstream merge and backfill), with the headers, bytes, download
-count and log line of L{pypid.web.server.respond.send_page} and C{send_file}.
-It serves only indexes anyone may read, never looking at who asks;
-credentials, a conditional request or range, a query, a redirect, an
-upstream to ask, a quarantined or advised project, a file over
-L{pypid.web.serving.stored_objects.SMALL_FILE} or kept elsewhere, HTTP/1.0 or a
-closing connection go the usual way. Whatever its strict reading declines,
-Twisted answers exactly as without it. A small file read is kept in memory
+The lane sends only what the read path's one decider says to send as it is
+(L{IndexSimple.decide}, L{IndexFiles.decide}: the same gates, status, advisories, upstream
+merge and backfill), with the headers, bytes, download count and log line of the usual path.
+It serves only indexes anyone may read, never looking at who asks; credentials, a conditional
+request or range, a query, a redirect, an upstream to ask, a quarantined or advised project, a
+file over L{SMALL_FILE} or kept elsewhere, HTTP/1.0 or a closing connection go the usual way,
+which answers exactly as without the lane. A small file read is kept in memory
 (L{SMALL_FILES}, keyed by path and sha256: a name's bytes never change).
 """
 
@@ -64,17 +57,13 @@ class ExpressSource(Protocol):
     def plain_page(self, accept: bytes | None, index: bytes | None,
                    rest: bytes) -> Page | AgedPage | None:
         """
-        The kept page an anonymous C{GET} of C{/simple/<rest>} (C{index}
-        L{None}) or C{/<index>/simple/<rest>} with the C{Accept} header
-        C{accept} gets (with its C{Age} when composed from an upstream's
-        cached page), or L{None} when the usual path must answer.
+        The kept page an anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}) or
+        C{/<index>/simple/<rest>} with the C{Accept} header C{accept} gets (with its C{Age} when
+        composed from an upstream's cached page), or L{None} when the usual path must answer.
         """
 
     def plain_file(self, index: bytes | None, rest: bytes) -> PlainFile | None:
-        """
-        The stored file for C{/files/<rest>} or C{/<index>/files/<rest>},
-        or L{None} when the usual path must answer.
-        """
+        """The stored file for C{/files/<rest>} or C{/<index>/files/<rest>}, as L{plain_page}."""
 
 
 _PAGES = b"/simple/"
@@ -84,52 +73,37 @@ _PAGE_HEAD = (b"\r\nCache-Control: " + PAGE_CACHE_CONTROL
 _FILE_HEAD = (b"Content-Type: " + FILE_CONTENT_TYPE + b"\r\nETag: %s\r\nCache-Control: "
               + FILE_CACHE_CONTROL + b"\r\nAccept-Ranges: bytes\r\nContent-Length: %d\r\n\r\n")
 
-#: The request headers that send a request the usual way: credentials, a
-#: condition, a range.
+#: The request headers that send a request the usual way: credentials, a condition, a range.
 USUAL_HEADERS = frozenset((b"authorization", b"if-none-match", b"range", b"if-range"))
 
-#: And those that do when the lane reads the request's bytes itself
-#: (L{ExpressLane.take}): a body, an expectation, a protocol change.
+#: And those that do when the lane reads the bytes: a body, an expectation, a protocol change.
 _RAW_USUAL = USUAL_HEADERS | {b"content-length", b"transfer-encoding", b"expect", b"upgrade",
                               b"http2-settings"}
 
-#: The longest request head, and the most header lines, that
-#: L{ExpressLane.take} reads (Twisted's own limits are 16 KiB and 500).
+#: The longest request head, and the most header lines, L{ExpressLane.take} reads (Twisted's
+#: own limits are 16 KiB and 500).
 MAX_HEAD = 8192
 MAX_FIELDS = 100
 
-#: A request line the lane answers: C{GET} or C{HEAD} of a path with no
-#: query, in printable ASCII, over HTTP/1.1.
+#: A request line the lane answers: C{GET} or C{HEAD} of a path, no query, over HTTP/1.1.
 _REQUEST_LINE = re.compile(rb"(GET|HEAD) (/[!-\x3e\x40-~]*) HTTP/1\.1")
 
-#: The header lines after the request line: each a CRLF, a name (a token,
-#: RFC 9110 5.6.2), a colon and a value with no NUL, CR or LF (5.5), the
-#: blanks around which are left out: what Twisted accepts, less the
-#: obsolete folding. Matched in one pass, its quantifiers possessive: it
-#: never backtracks (an expression that also took the blanks apart took
-#: minutes on a value of blanks then a NUL; this one, 40 us on 8 KiB).
+#: The header lines after the request line: each a CRLF, a name (a token, RFC 9110 5.6.2), a
+#: colon and a value with no NUL, CR or LF (5.5), the blanks around it left out: what Twisted
+#: accepts, less the obsolete folding. Matched in one pass, its quantifiers possessive: it never
+#: backtracks (an expression that also took the blanks apart took minutes on a value of blanks
+#: then a NUL; this one, 40 us on 8 KiB).
 _FIELDS = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]++:[^\x00\r\n]*+)*+")
 
 
 def fixed_head(headers: Iterable[tuple[bytes, Iterable[bytes]]]) -> bytes:
-    """
-    The header lines every answer carries (the security headers), as bytes,
-    their names capitalized as Twisted writes them.
-    """
+    """The header lines every answer carries, their names capitalized as Twisted writes them."""
     return b"".join(b"-".join(word.capitalize() for word in name.split(b"-"))
                     + b": " + value + b"\r\n" for name, values in headers for value in values)
 
 
 class ExpressLane:
-    """
-    Answers the requests it can: from their bytes (L{take}), or once
-    Twisted has parsed them (L{__call__}); see the module.
-
-    @ivar _plain_page: the L{ExpressSource.plain_page} of every index.
-    @ivar _plain_file: the L{ExpressSource.plain_file} of every index.
-    @ivar _date: C{date() -> bytes}, the Date header's value now.
-    @ivar _fixed: the header lines of L{fixed_head}.
-    """
+    """Answers what it can: from the bytes (L{take}), or once Twisted parsed them (L{__call__})."""
 
     def __init__(self, source: ExpressSource, date: Callable[[], bytes], fixed: bytes,
                  kept_bytes: int = SMALL_FILES) -> None:
@@ -143,15 +117,11 @@ class ExpressLane:
 
     def take(self, channel: HTTPChannel, data: bytes) -> bool:
         """
-        Answer the request C{data} holds, if the lane can; whether it did.
-
-        The channel calls this when C{data} arrives between requests (its
-        parser holds nothing, no request is under way): the lane answers
-        when C{data} is one whole request head and nothing more, which it
-        reads strictly (L{_REQUEST_LINE}, L{_FIELDS}); anything else, and
-        whatever the lane does not answer, the channel parses as usual.
-        The answer is counted, and logged, as L{Request.finish} would (the
-        site's C{log}), but no L{Request} is made.
+        Answer the request C{data} holds, if the lane can; whether it did. The channel calls
+        this when C{data} arrives between requests: the lane answers when C{data} is one whole
+        request head and nothing more, read strictly (L{_REQUEST_LINE}, L{_FIELDS}); the channel
+        parses the rest as usual. The answer is counted and logged as L{Request.finish} would
+        (the site's C{log}), but no L{Request} is made.
         """
         end = len(data) - 4
         if end > MAX_HEAD or data.find(b"\r\n\r\n") != end:
@@ -193,10 +163,9 @@ class ExpressLane:
 
     def __call__(self, request: Request) -> bool:
         """
-        Send the answer and finish C{request} if the lane can; whether it
-        did. Called once Twisted has parsed the request (its method, path,
-        query and version), before anything else reads it: a request that
-        came in parts, or behind another on the connection.
+        Send the answer and finish C{request} if the lane can; whether it did. Called once
+        Twisted parsed the request, before anything else reads it: a request that came in
+        parts, or behind another on the connection.
         """
         if request.args or request.clientproto != b"HTTP/1.1" \
                 or not request.channel.persistent:
@@ -224,12 +193,9 @@ class ExpressLane:
                accept_encoding: bytes | None,
                client: Callable[[], str | None]) -> tuple[bytes, int] | None:
         """
-        The whole answer to an anonymous C{method} of C{path} (no query)
-        that sends the C{Accept} and C{Accept-Encoding} headers given (or
-        L{None}), when the lane may send it: its bytes (status line, headers
-        and body), and how many bytes of body they hold. L{None} when the
-        usual path must answer. C{client()} is the client's address, for a
-        download's count.
+        The whole answer to an anonymous C{method} of C{path} (no query) with the C{Accept} and
+        C{Accept-Encoding} given, when the lane may send it: its bytes, and how many bytes of
+        body they hold; else L{None}. C{client()} is the client's address, for a download's count.
         """
         if method != b"GET" and method != b"HEAD":
             return None
@@ -324,9 +290,8 @@ class ExpressLane:
 
 class Asked:
     """
-    A request the lane answered from its bytes (L{ExpressLane.take}), as
-    the site's C{log} reads a finished request: what it counts, and what
-    an access log line says (Twisted's C{combinedLogFormatter}).
+    A request the lane answered from its bytes, as the site's C{log} reads a finished request:
+    what it counts, and what an access log line says (Twisted's C{combinedLogFormatter}).
     """
 
     __slots__ = ("method", "path", "_headers", "_channel", "started", "sentLength", "_client")
@@ -370,10 +335,8 @@ class Asked:
 
     def client(self) -> str | None:
         """
-        The client's address, resolved once as L{pypid.web.identity.request_auth.resolve_client}
-        resolves it when a request's headers are in: behind a trusted
-        proxy, the client it names (a header that cannot be read is
-        logged, and the proxy counted); else the peer's host.
+        The client's address, resolved once as L{resolve_client} does: behind a trusted proxy,
+        the client it names (a header that cannot be read is logged); else the peer's host.
         """
         if self._client is not None:
             return self._client[0]

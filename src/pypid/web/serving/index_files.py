@@ -1,9 +1,7 @@
 """
-C{files/<project>/<filename>} (and its C{.metadata}) of one index: one
-decider, L{IndexFiles.decide}, whose value
-(L{pypid.web.serving.read_decisions}) the resource delivers whatever it is
-(L{IndexFiles.answer}) and the express lane only when it is a file to send
-as it is (L{IndexFiles.plain_file}).
+C{files/<project>/<filename>} (and its C{.metadata}) of one index: one decider,
+L{IndexFiles.decide}, whose value (L{pypid.web.serving.read_decisions}) the resource delivers
+whatever it is, and the express lane only when it is a file to send as it is.
 """
 
 from __future__ import annotations
@@ -58,9 +56,8 @@ def _no_file() -> Answer:
 @attrs.frozen
 class IndexFiles:
     """
-    C{/NAME/files/<project>/<filename>} (and its C{.metadata}): from the
-    first hosted source holding the file, if the index lists it (a file a
-    view's filters leave out answers 404: a view serves what it lists).
+    C{/NAME/files/<project>/<filename>} (and its C{.metadata}): from the first hosted source
+    holding the file, if the index lists it (a view serves what it lists, else 404).
     """
 
     name: str
@@ -80,10 +77,7 @@ class IndexFiles:
         lambda self: self.composed.filters == Filters(), takes_self=True))
 
     def decide(self, reader: Reader, project: str, filename: str) -> FileDecision:
-        """
-        What a C{GET} of C{files/<project>/<filename>} gets, by who asks
-        (C{reader}: the express lane's is the anonymous one).
-        """
+        """What a C{GET} of C{files/<project>/<filename>} gets, by who asks (C{reader})."""
         composed = self.composed
         if not reader.reads(project, self.name) \
                 or not (self._plain or composed.admits(normalize(project))):
@@ -96,12 +90,9 @@ class IndexFiles:
 
     def _file(self, project: str, filename: str, reveal: bool = False) -> FileDecision:
         """
-        The file (or metadata) C{filename} of C{project} the index lists:
-        from the first hosted source holding it live, if the index's
-        composition lists it from there (L{_listed}); else from the
-        upstream that lists it. A file in a source's recycle bin, or
-        deleted there, hides nothing: what a later source holds is served
-        when the page lists it.
+        The file (or metadata) C{filename} of C{project} the index lists: from the first hosted
+        source holding it live, if the composition lists it from there; else from the upstream
+        that lists it. A file binned or deleted in a source hides nothing a later one holds.
         """
         if is_variants_filename(filename):
             variants = self._variants(project, filename)
@@ -141,8 +132,7 @@ class IndexFiles:
         post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         if len(post) != 2:
             raise NotFound("no such file")
-        project = _text(post[0])
-        filename = _text(post[1])
+        project, filename = _text(post[0]), _text(post[1])
         return self.deliver(request, self.decide(self.access.reader(request), project, filename))
 
     def deliver(self, request: Request, decision: FileDecision) -> Answer:
@@ -171,11 +161,9 @@ class IndexFiles:
 
     def plain_file(self, rest: bytes) -> PlainFile | None:
         """
-        For the express lane: what an anonymous whole C{GET} or C{HEAD} of
-        C{files/<rest>} gets, when L{decide} says to send a stored file
-        that no advisory needs checking (a hosted source's, or an
-        upstream's once kept here); otherwise L{None}, and the resource
-        delivers the decision. The caller counts the download.
+        For the express lane: what an anonymous whole C{GET} or C{HEAD} of C{files/<rest>} gets,
+        when L{decide} says to send a stored file no advisory needs checking (a hosted source's,
+        or an upstream's kept here); else L{None}. The caller counts the download.
         """
         if rest.count(b"/") != 1 or b"%" in rest:
             return None
@@ -193,11 +181,9 @@ class IndexFiles:
 
     def _variants(self, project: str, filename: str) -> Page | None:
         """
-        The index-level file C{filename} (PEP 825) that the index's page of
-        C{project} links, as that page made it (L{Page.variants}), so that
-        it is what the page's hash names: the page an admin gets of a
-        quarantined project (only they come here for one), else everyone's.
-        L{None} when the page links no such file.
+        The index-level file C{filename} (PEP 825) the index's page of C{project} links, as that
+        page made it, so that it is what the page's hash names (the admins' page of a quarantined
+        project, else everyone's); L{None} when the page links no such file.
         """
         composed, now = self.composed, self.clock.seconds()
         page = (composed.full_page(project, JSON, now) if composed.quarantined(project)
@@ -207,12 +193,10 @@ class IndexFiles:
     def _listed(self, i: int, source: HostedSource, record: FileRecord, now: float,
                 reveal: bool = False) -> bool:
         """
-        Whether the index lists the live C{record} of its C{i}th source from
-        there: its own files (its first source's) when it filters nothing,
-        at once; else as its composition says (a view's filters and date,
-        an earlier source's file of that distribution shadowing it).
-        C{reveal}: as an admin's page of a quarantined project lists it
-        (only an admin is asked for one, L{decide}).
+        Whether the index lists the live C{record} of its C{i}th source from there: its own
+        files at once when it filters nothing; else as its composition says (a view's filters
+        and date, an earlier source's file shadowing it). C{reveal}: as an admin's page of a
+        quarantined project lists it.
         """
         if i == 0 and self._plain:
             return True
@@ -224,9 +208,8 @@ class IndexFiles:
     def provenance(self, request: Request, project: str, version: str, filename: str,
                    content_type: str) -> Answer:
         """
-        The provenance of C{filename} (PEP 740, L{pypid.web.serving.integrity}), to
-        whoever may download the file from this index: its rules, view
-        filters and quarantine; from the first hosted source holding it.
+        The provenance of C{filename} (PEP 740), to whoever may download the file from this
+        index (its rules, view filters and quarantine), from the first hosted source holding it.
         """
         filters = self.composed.filters
         if not self.access.reader(request).reads(project, self.name) \

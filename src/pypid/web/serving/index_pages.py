@@ -1,9 +1,7 @@
 """
-C{/simple/} and C{/simple/<project>/} of one index (the default's at
-C{/}, a named one's under C{/NAME/}): one decider, L{IndexSimple.decide},
-whose value (L{pypid.web.serving.read_decisions}) the resource delivers
-whatever it is (L{IndexSimple.answer}) and the express lane only when it
-is a page to send as it is (L{IndexSimple.plain_page}).
+C{/simple/} and C{/simple/<project>/} of one index: one decider, L{IndexSimple.decide}, whose
+value (L{pypid.web.serving.read_decisions}) the resource delivers whatever it is, and the
+express lane only when it is a page to send as it is.
 """
 
 from __future__ import annotations
@@ -60,25 +58,21 @@ def send_private(request: Request, page: Page) -> bytes:
 def as_admin(access: Gates, request: Request, admin: Callable[[], Answer],
              reader: Callable[[], Answer]) -> Answer:
     """
-    C{admin()} when the request comes from an admin, else C{reader()}: for
-    a quarantined project, whose files only admins see. The credentials
-    are checked here when the read gate did not (anonymous reads), and
-    wrong ones answer 401 as on any other path.
+    C{admin()} when the request comes from an admin, else C{reader()}: for a quarantined
+    project, whose files only admins see (the credentials checked as L{with_reader} does).
     """
     return with_reader(access, request, lambda found: admin() if found.is_admin else reader())
 
 
 def with_reader(access: Gates, request: Request, then: Callable[[Reader], Answer]) -> Answer:
     """
-    C{then(reader)}, the request's reader: the one its gate kept, or, when
-    the read gate checked no credentials (anonymous reads), the one of
-    those it sends, checked here (L{Gates.identified_reader}): wrong ones
-    answer 401 as on any other path.
+    C{then(reader)}, the request's reader: the one its gate kept, or, when the read gate
+    checked no credentials (anonymous reads), the one of those it sends, checked here: wrong
+    ones answer 401 as on any other path.
     """
     if identity_of(request) is not None:
         return then(access.reader(request))
     return access.identified_reader(request).addCallback(then)
-
 
 
 #: The most request names whose normalized form an index remembers.
@@ -87,10 +81,8 @@ MAX_NAMES = 1 << 16
 
 def normalized_name(names: dict[str, str], segment: bytes) -> str | None:
     """
-    The normalized project name a path segment spells, or L{None} when it
-    spells none: remembered in C{names} (a dict lookup on the hot path,
-    where the name check and normalization take 1 to 2 us), bounded, as
-    names come from clients.
+    The normalized project name a path segment spells, or L{None}: remembered in C{names} (a
+    dict lookup on the hot path, where checking and normalizing take 1 to 2 us), bounded.
     """
     try:
         text = segment.decode("utf-8")
@@ -108,9 +100,7 @@ def normalized_name(names: dict[str, str], segment: bytes) -> str | None:
 @attrs.frozen
 class IndexSimple:
     """
-    C{/simple/} and C{/simple/<project>/} of one index, from its
-    L{ComposedIndex}: its own files, its bases', its upstreams', a view's
-    filters applied.
+    C{/simple/} and C{/simple/<project>/} of one index, from its L{ComposedIndex}.
 
     @ivar base: where its paths start (C{/} or C{/NAME/}, under the base URL).
     """
@@ -130,10 +120,8 @@ class IndexSimple:
     def decide(self, reader: Reader, post: Sequence[bytes],
                kind: str | None) -> PageDecision:
         """
-        What a C{GET} of C{simple/} + C{post} (the path's segments after
-        C{simple}) gets, for the C{kind} of page negotiated (L{None}: none
-        acceptable), by who asks (C{reader}: the express lane's is the
-        anonymous one).
+        What a C{GET} of C{simple/} + C{post} (the segments after C{simple}) gets, for the
+        C{kind} of page negotiated (L{None}: none acceptable), by who asks (C{reader}).
         """
         if len(post) == 2 and not post[1]:
             return self._project(reader, post[0], kind)
@@ -217,11 +205,9 @@ class IndexSimple:
     def _for_reader(self, project: str, hidden: Callable[[], Page],
                     public: Page) -> PageDecision:
         """
-        C{public}, unless the project falls in a hidden grant a reader
-        could see (its owners, the admins: L{IndexNamespaces.hides}) and the
-        page is JSON: then who asks decides (L{ReaderPage}; the express
-        lane leaves it to the resource, which checks credentials the read
-        gate did not).
+        C{public}, unless the project falls in a hidden grant a reader could see (its owners,
+        the admins) and the page is JSON: then who asks decides (L{ReaderPage}; the express lane
+        leaves it to the resource, which checks credentials the read gate did not).
         """
         spaces = self.composed.namespaces
         if (spaces is None or not spaces.any_hidden
@@ -262,11 +248,9 @@ class IndexSimple:
 
     def plain_page(self, accept: bytes | None, rest: bytes) -> Page | AgedPage | None:
         """
-        For the express lane: the page an anonymous C{GET} of
-        C{simple/<rest>} with the C{Accept} header C{accept} gets, when
-        L{decide} says to send a kept page as it is (an upstream's only
-        while the cache holds it fresh); otherwise L{None}, and the
-        resource delivers the decision.
+        For the express lane: the page an anonymous C{GET} of C{simple/<rest>} with the
+        C{Accept} header C{accept} gets, when L{decide} says to send a kept page as it is (an
+        upstream's only while the cache holds it fresh); else L{None}.
         """
         if b"%" in rest:
             return None
@@ -284,13 +268,10 @@ class IndexSimple:
     def _reader_page(self, request: Request, project: str, hidden: Callable[[], Page],
                      public: Page) -> Answer:
         """
-        The page of C{project} a reader gets (L{_for_reader} found it in a
-        hidden grant): its JSON form C{hidden()} (not kept by a cache) when
-        they see the grant (its owners, the admins), else C{public}. Who
-        they are is what the read gate found: credentials it did not check
-        (an index anyone reads) are not checked here, so that a project of a
-        hidden grant answers any credentials as any other project does, in
-        its status and its time.
+        The page of C{project}, in a hidden grant, a reader gets: C{hidden()} (kept by no
+        cache) when they see the grant, else C{public}. Who they are is what the read gate
+        found: credentials it did not check are not checked here, so that a project of a hidden
+        grant answers any credentials as any other does, in its status and its time.
         """
         spaces = self.composed.namespaces
         assert spaces is not None  # (_for_reader made the decision only then)
@@ -301,9 +282,8 @@ class IndexSimple:
 
     def _namespaces(self, request: Request, post: list[bytes]) -> Answer:
         """
-        PEP 752's C{/namespaces} list and C{/namespace/<name>} detail (JSON
-        API 1.5 only: PEP 833 froze the HTML), of the grants in force here;
-        a hidden grant only to its owners and the admins, who alone see
+        PEP 752's C{/namespaces} list and C{/namespace/<name>} detail (JSON API 1.5 only: PEP
+        833 froze the HTML); a hidden grant only to its owners and the admins, who alone see
         its owners too.
         """
         spaces = self.composed.namespaces
@@ -333,9 +313,8 @@ class IndexSimple:
 
     def _own_project(self, project: str) -> Project | None:
         """
-        C{project} when the index's own hosted source holds it and it is
-        served from that source's kept pages alone (no upstream merged in):
-        the pages of the hot path.
+        C{project} when the index's own hosted source holds it and serves it from its kept
+        pages alone (no upstream merged in): the pages of the hot path.
         """
         own = self.composed.own
         if own is None:
@@ -346,10 +325,7 @@ class IndexSimple:
         return found
 
     def _root_for(self, request: Request, kind: str) -> Page:
-        """
-        The project list as one reader may see it (rules hide some
-        projects), made once per reader and state of the hosted sources.
-        """
+        """The project list as one reader may see it, made once per reader and sources' state."""
         key = (self.access.cache_key(request), kind)
         # (a serial moved by another server moves the listing's, not the index's)
         serials = tuple((source.hosted.serial, source.hosted.rendered.listing_serial)

@@ -1,28 +1,22 @@
 """
-An index's read paths and areas, the default's (at C{/}: L{IndexPath},
-reached through L{pypid.web.serving.site_root.RootResource}) as a named one's
-(everything under C{/NAME/}: L{IndexRoot}), both from one L{ServedIndex}.
+An index's read paths and areas, the default's (at C{/}: L{IndexPath}, reached through
+L{pypid.web.serving.site_root.RootResource}) as a named one's (under C{/NAME/}: L{IndexRoot}),
+both from one L{ServedIndex}.
 
-C{simple/...} and C{files/...} are decided once
-(L{pypid.web.serving.index_pages}, L{pypid.web.serving.index_files}); the
-index's areas (uploads at C{/NAME/} and C{/NAME/legacy/}, changes under
-C{/NAME/api/...}, the legacy JSON, the pages for people) are the default
-index's routes over its own stack: Klein reads a route against the path
-after C{/NAME}, so every route is written once.
+C{simple/...} and C{files/...} are decided once (L{pypid.web.serving.index_pages},
+L{pypid.web.serving.index_files}); the index's areas (uploads, changes, the legacy JSON, the
+pages for people) are the default index's routes over its own stack: Klein reads a route
+against the path after C{/NAME}, so every route is written once.
 
-Under C{/NAME/} the gate comes first (L{pypid.web.identity.gates.Gates.gate_index}):
-a segment that could name an index but names none, or one the reader may
-not see, answers exactly as a missing index does (status, body and
-headers), anonymous uploads included. A view is read-only: its changes
+Under C{/NAME/} the gate comes first (L{Gates.gate_index}): a segment that could name an index
+but names none, or one the reader may not see, answers exactly as a missing index does
+(status, body and headers), anonymous uploads included. A view is read-only: its changes
 answer 405 with the reason (L{ReadOnlyPublish}).
 
-A hosted source started without its snapshot reads its files' records in
-the background (L{pypid.state.backfill}): a project's page or file waits,
-in every index that reads that source, until the project's files are
-read, or answers 503 after the wait (L{answer_read}); a page composed
-earlier would list none of its files. Each index acts on advisories by
-its own rules: its pages are composed with them, and a denied download
-answers 403 (L{pypid.web.serving.denied_files}).
+A hosted source started without its snapshot reads its files' records in the background
+(L{pypid.state.backfill}): a project's page or file waits, in every index that reads that
+source, until the project's files are read, or answers 503 after the wait (L{answer_read}); a
+page composed earlier would list none of its files.
 """
 
 from __future__ import annotations
@@ -75,16 +69,13 @@ VIEW_REFUSAL = "is a view: it takes no uploads, yanks or deletes"
 @attrs.frozen
 class IndexMaterials:
     """
-    What an index is served from (L{pypid.web.app.build_web}), the
-    default's as a named one's.
+    What an index is served from (L{pypid.web.app.build_web}), the default's as a named one's.
 
-    @ivar composed: its pages (L{ComposedIndex}).
-    @ivar sources: its hosted sources in order (itself first when hosted);
-        a view has one at least, unless it reads upstreams alone.
+    @ivar sources: its hosted sources in order (itself first when hosted); a view has one at
+        least, unless it reads upstreams alone.
     @ivar hosted: whether it takes uploads (into C{sources[0]}), or is a view.
-    @ivar upstreams: the upstreams among its sources, by the name its
-        order gives them (C{upstream:NAME}): their pages are brought up to
-        date, and their files fetched, as its clients ask.
+    @ivar upstreams: the upstreams among its sources, by the name its order gives them
+        (C{upstream:NAME}): their pages are brought up to date, and files fetched, as asked.
     """
 
     name: str
@@ -110,13 +101,9 @@ class IndexMaterials:
 @attrs.define(slots=False)
 class ReadOnlyPublish:
     """
-    A view's upload, yank, unyank, delete, restore and status routes: 405 with the
-    reason, once the credentials passed (as a hosted index's would be checked),
-    and where to go instead: the hosted indexes it reads, those the caller
-    may enter (naming no other: a hidden index stays hidden).
-
-    @ivar _hosted: the hosted indexes the view reads, in its order (its
-        bases', as L{IndexMaterials.sources} holds them).
+    A view's upload, yank, unyank, delete, restore and status routes: 405 with the reason,
+    once the credentials passed (as a hosted index's would be checked), and where to go
+    instead: the hosted indexes it reads (C{_hosted}) that the caller may enter, no other.
     """
 
     _name: str
@@ -149,11 +136,7 @@ class ReadOnlyPublish:
     @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
     @app.route("/api/projects/<string:project>/status", methods=["POST"])
     async def change(self, request: IRequest, **named: str) -> bytes:
-        """
-        Refuse a change to a file, a release, or a project's status (a
-        view's projects have the status of their hosted index), C{named}
-        by the path.
-        """
+        """Refuse a change to a file, a release, or a project's status (its hosted index's)."""
         await self._access.gate_upload(request, index=None)
         raise self._refusal(request, "change its files in")
 
@@ -170,9 +153,8 @@ class ReadOnlyPublish:
 
     def _hosted_for(self, request: IRequest) -> list[str]:
         """
-        The hosted indexes the view reads that the request's reader may
-        enter, as a person finds them: the default one as the default
-        index (at C{/}), another by its name (at C{/NAME/}).
+        The hosted indexes the view reads that the request's reader may enter, as a person
+        finds them: "the default index" (at C{/}), another by its name (at C{/NAME/}).
         """
         reader = self._access.reader(request)
         return ["the default index" if name == DEFAULT else name
@@ -182,16 +164,11 @@ class ReadOnlyPublish:
 @attrs.frozen
 class ServedIndex:
     """
-    One index's answers, the default's (mounted at C{/}) as a named one's
-    (under C{/NAME/}).
+    One index's answers, the default's (mounted at C{/}) as a named one's (under C{/NAME/}).
 
-    @ivar areas: its Klein areas (pages for people, uploads, changes, the
-        legacy JSON); at C{/} they join the site's own (L{pypid.web.app}).
-    @ivar resource: its areas as one resource dispatching on the path
-        after C{/NAME} (a named index's).
-    @ivar project: its project pages (C{project/...}), or L{None}.
-    @ivar publish: its uploads and changes (the console calls them), or
-        L{None} for a view, which takes none.
+    @ivar areas: its Klein areas; at C{/} they join the site's own (L{pypid.web.app}).
+    @ivar resource: its areas as one resource dispatching on the path after C{/NAME}.
+    @ivar publish: its uploads and changes (the console calls them); L{None} for a view.
     """
 
     name: str
@@ -218,9 +195,8 @@ class ServedIndex:
 def answer_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Answer],
                 request: Request) -> Rendered:
     """
-    Answer a read path (L{ServedIndex.read_path}) whose gate passed:
-    C{GET} and C{HEAD} alone, once the project it names is read
-    (L{_when_read}); C{request.postpath} starts after the area's segment.
+    Answer a read path whose gate passed: C{GET} and C{HEAD} alone, once the project it names
+    is read (L{_when_read}); C{request.postpath} starts after the area's segment.
     """
     if request.method not in (b"GET", b"HEAD"):
         if area == b"simple" and request.method == b"POST":
@@ -239,10 +215,8 @@ def answer_read(served: ServedIndex, area: bytes, answer: Callable[[Request], An
 
 def read_openly(access: Gates, served: ServedIndex) -> bool:
     """
-    Whether anyone may read C{served} without credentials (the read gate
-    of C{/simple/} and C{/files/}, and for a named index the gate of
-    C{/NAME/} too, let anonymous clients through) and every file it holds
-    was read: then the express lane may answer its kept pages and files.
+    Whether anyone may read C{served} without credentials, and every file it holds was read:
+    then the express lane may answer its kept pages and files.
     """
     # (anyone who reads an index whole enters it)
     if not access.anonymous.reads_all(served.name):
@@ -256,10 +230,8 @@ def read_openly(access: Gates, served: ServedIndex) -> bool:
 
 class IndexPath(Resource):
     """
-    One read path of the default index at the root (C{/simple/},
-    C{/files/}, C{/integrity/}): its read grant (a challenge for anonymous
-    clients where it needs credentials), then the same answers as under
-    C{/NAME/} (L{answer_read}).
+    One read path of the default index at the root (C{/simple/}, C{/files/}, C{/integrity/}):
+    its read gate, then the same answers as under C{/NAME/} (L{answer_read}).
     """
 
     isLeaf = True
@@ -288,12 +260,10 @@ class IndexPath(Resource):
 
 class IndexRoot(Resource):
     """
-    Everything under C{/NAME/}: the gate first (a missing index and one
-    hidden from the reader answer alike), then C{simple}, C{files} or the
-    index's areas.
+    Everything under C{/NAME/}: the gate first (a missing index and one hidden from the reader
+    answer alike), then C{simple}, C{files} or the index's areas.
 
-    @ivar served: the named indexes it answers now, C{{name as bytes:
-        ServedIndex}}, replaced whole at C{SIGHUP} (L{replace}).
+    @ivar served: the named indexes it answers now, by name as bytes, replaced whole at C{SIGHUP}.
     """
 
     isLeaf = True
@@ -305,11 +275,7 @@ class IndexRoot(Resource):
         self._base = base
 
     def replace(self, served: Mapping[bytes, ServedIndex]) -> None:
-        """
-        Answer the named indexes C{served} from now on, in place of those
-        before (C{SIGHUP}: L{pypid.state.index_reload}): one assignment, so
-        a request finds its index in the old set or the new one.
-        """
+        """Answer C{served} from now on (C{SIGHUP}): one assignment, a request sees old or new."""
         self.served = dict(served)
 
     def render(self, request: Request) -> Rendered:
@@ -357,9 +323,8 @@ def _no_index(failure: Failure) -> NoReturn:
 
 def is_page_for_people(request: Request) -> bool:
     """
-    Whether a request under C{/NAME/} reads one of the index's pages for
-    people: C{GET} or C{HEAD} of its landing page, search, the search's
-    JSON or a project's pages (never its simple pages, files or uploads).
+    Whether a request under C{/NAME/} reads one of the index's pages for people: C{GET} or
+    C{HEAD} of its landing page, search, the search's JSON or a project's pages.
     """
     post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
     if request.method not in (b"GET", b"HEAD") or not post:
@@ -370,10 +335,9 @@ def is_page_for_people(request: Request) -> bool:
 def _when_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Answer],
                request: Request) -> Answer | Deferred[Any]:
     """
-    C{answer(request)}, once no hosted source of the index has files of
-    the project the path names still to be read (see the module's
-    docstring); or at once, for a path that names none, or a project the
-    reader may not read (its 404 comes as fast as a missing one's).
+    C{answer(request)}, once no hosted source of the index has files of the project the path
+    names still to be read (the module's); at once for a path that names none, or a project
+    the reader may not read (its 404 comes as fast as a missing one's).
     """
     backfills = served.files.backfills
     post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())

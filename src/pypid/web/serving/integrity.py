@@ -1,24 +1,20 @@
 """
-The Integrity API (PEP 740): C{GET /integrity/<project>/<version>/<filename>/provenance}
-(and C{/NAME/integrity/...} for a named index) answers a file's provenance
-object, the attestations its publisher made, as the public index does:
+The Integrity API (PEP 740): C{GET /integrity/<project>/<version>/<filename>/provenance} (and
+C{/NAME/integrity/...}) answers a file's provenance object, the attestations its publisher
+made, as the public index does:
 
-  - C{application/vnd.pypi.integrity.v1+json} (or C{application/json},
-    whichever C{Accept} prefers; no C{Accept} or C{*/*} gives the first),
-    C{406} when C{Accept} takes neither, C{Vary: Accept};
-  - C{404} when the file has no provenance, when the path's project or
-    version is not the file's, or when the reader may not see the file
-    (the files' own read gate: the same rules, quarantine and view filters
-    as C{/files/}, by L{ProvenanceSource}).
+  - C{application/vnd.pypi.integrity.v1+json} (or C{application/json}, whichever C{Accept}
+    prefers; no C{Accept} or C{*/*} gives the first), C{406} when C{Accept} takes neither,
+    C{Vary: Accept};
+  - C{404} when the file has no provenance, when the path's project or version is not the
+    file's, or when the reader may not see the file (the same rules, quarantine and view
+    filters as C{/files/}, by L{ProvenanceSource}).
 
-The provenance of a hosted file was verified at its upload
-(L{pypid.auth.attestations}) and is read from storage, checked against
-its record's digest; a cached upstream file's was fetched from the
-upstream and checked to name the file's sha256 (L{pypid.upstream}).
-Either way, as it is served, its statements are read again and must name
-the sha256 of the file served, or it is not served (L{serves}). It carries
-its own digest as its C{ETag} and may be cached for ten minutes, as the
-public index lets it.
+The provenance of a hosted file was verified at its upload (L{pypid.auth.attestations}) and is
+read from storage, checked against its record's digest; a cached upstream file's was fetched
+and checked to name the file's sha256. Either way, as it is served, its statements are read
+again and must name the sha256 of the file served (L{serves}). It carries its own digest as
+its C{ETag} and may be cached for ten minutes, as the public index lets it.
 """
 
 from __future__ import annotations
@@ -48,10 +44,7 @@ _LEAF = b"provenance"
 
 
 class ProvenanceSource(Protocol):
-    """
-    What answers an index's provenance paths: its files' side, which knows
-    who may read which file (L{pypid.web.serving.index_root.IndexFiles}).
-    """
+    """What answers an index's provenance paths: its files' side, which knows who reads what."""
 
     def provenance(self, request: Request, project: str, version: str, filename: str,
                    content_type: str) -> Answer:
@@ -60,11 +53,9 @@ class ProvenanceSource(Protocol):
 
 def integrity_path(request: Request) -> tuple[str, str, str, str]:
     """
-    C{(project, version, filename, content type)} of an integrity path,
-    whose C{postpath} is what follows C{integrity}.
-
-    @raise NotAcceptable: when C{Accept} takes no type the API serves.
-    @raise NotFound: for any other path.
+    C{(project, version, filename, content type)} of an integrity path (C{postpath} after
+    C{integrity}); L{NotAcceptable} when C{Accept} takes no type served, L{NotFound} for
+    another path.
     """
     post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
     if len(post) != 4 or post[3] != _LEAF or not all(post[:3]):
@@ -100,10 +91,8 @@ def no_provenance(filename: str) -> NotFound:
 def send_provenance(request: Request, read: Deferred[bytes | None], filename: str,
                     digest: str | None, content_type: str, sha256: str) -> Deferred[Any]:
     """
-    Answer with the provenance C{read} gives (L{None}: 404), as
-    C{content_type}, its sha256 (C{digest}, or computed) as its ETag; 404
-    too when it is not one of the file served, C{filename} of digest
-    C{sha256} (L{serves}).
+    Answer with the provenance C{read} gives as C{content_type}, its sha256 (C{digest}, or
+    computed) as its ETag; 404 when there is none, or it is not one of the file served.
     """
     def send(data: bytes | None) -> bytes:
         if data is None or not serves(data, filename, sha256):
@@ -124,15 +113,11 @@ def send_provenance(request: Request, read: Deferred[bytes | None], filename: st
 
 def serves(data: bytes, filename: str, sha256: str) -> bool:
     """
-    Whether the provenance C{data} may be served for the file C{filename}
-    whose bytes served have the digest C{sha256}: every statement names
-    that file and that digest (L{read_provenance}). Checked at every
-    answer, whatever checked it before (the upload, the fetch from the
-    upstream): a provenance kept under a file's name outlives a change of
-    the file's bytes (an upstream that replaced it; a copy kept by an older
-    server), and one that describes other bytes must never be given for
-    these. Costs one read of it per request: 66 us for a 6.7 KB one (one
-    attestation), measured.
+    Whether the provenance C{data} may be served for the file C{filename} whose bytes served
+    have the digest C{sha256}: every statement names that file and digest. Checked at every
+    answer, whatever checked it before: a provenance kept under a file's name outlives a change
+    of the file's bytes (an upstream that replaced it; a copy kept by an older server), and one
+    describing other bytes must never be given for these. Measured: 66 us for a 6.7 KB one.
     """
     try:
         read_provenance(data, filename, sha256)
@@ -145,10 +130,7 @@ def serves(data: bytes, filename: str, sha256: str) -> bool:
 
 def send_stored_provenance(request: Request, storage: IStorage, record: FileRecord,
                            version: str, content_type: str) -> Deferred[Any]:
-    """
-    Answer with the provenance kept beside a stored file: 404 when the
-    path's C{version} is not the file's, or the file has none.
-    """
+    """The provenance kept beside a stored file; 404 for another C{version}, or none."""
     if not same_version(record.version, version) or not record.has_provenance:
         raise no_provenance(record.filename)
     return send_provenance(request, storage.read_provenance(record), record.filename,

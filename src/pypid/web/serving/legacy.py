@@ -1,20 +1,16 @@
 """
-The legacy JSON API: C{/pypi/<project>/json} and
-C{/pypi/<project>/<version>/json}, as tools written for the public index's
-JSON API read it (the latest release and every release, or one release).
+The legacy JSON API: C{/pypi/<project>/json} and C{/pypi/<project>/<version>/json}, as tools
+written for the public index's JSON API read it (the latest release and every release, or one).
 
-Every index answers of a project what its simple pages list:
-its hosted sources composed (its own files, then its bases' in order, a
-view's filters and date applied), each file's metadata read from the
-source that holds it.
+Every index answers of a project what its simple pages list: its hosted sources composed (its
+own files, then its bases', a view's filters and date applied), each file's metadata read from
+the source that holds it.
 
-A project the index lists only through its upstreams (Dependabot and
-Renovate read this route) is answered from the upstreams' cached pages,
-brought up to date as its simple page brings them (L{bring_up_to_date}),
-through the same view (its filters, quarantines and advisories): the files
-with their digests, C{requires_python}, C{yanked} and C{upload_time} where
-the upstream gives it; C{info} holds what the page says, as no metadata is
-read from the upstream for it.
+A project the index lists only through its upstreams (Dependabot and Renovate read this route)
+is answered from the upstreams' cached pages, brought up to date as its simple page brings
+them, through the same view (filters, quarantines, advisories): the files with their digests,
+C{requires_python}, C{yanked} and C{upload_time} where the upstream gives it; C{info} holds
+what the page says, as no metadata is read from the upstream for it.
 """
 
 from __future__ import annotations
@@ -64,18 +60,15 @@ log = Logger()
 #: The most upstream projects' JSON kept rendered (L{LegacyJSON._rendered}).
 MAX_RENDERED = 256
 
-#: What L{LegacyJSON._listed} finds: the project as listed, the first
-#: source's project and index (where the JSON is kept), where each file is
-#: stored, and each source's project (L{None} where absent).
+#: What L{LegacyJSON._listed} finds: the project as listed, the first source's project and index
+#: (where the JSON is kept), where each file is stored, and each source's project (or L{None}).
 _Listed = tuple[Project, Project, Index, Callable[[FileRecord], IStorage],
                 tuple[Project | None, ...]]
 
 
 @attrs.define(slots=False)
 class LegacyJSON:
-    """
-    @ivar _base_url: the configured public URL, or L{None}.
-    """
+    """The legacy JSON routes of one index."""
 
     _access: Gates
     #: C{file_url(record)}: a file's absolute link (these pages are not
@@ -89,20 +82,17 @@ class LegacyJSON:
     _chain: tuple[tuple[Index, IStorage], ...] = attrs.field(kw_only=True, default=())
     #: a view's filters: what its pages do not list, its JSON does not either
     _filters: Filters | None = attrs.field(kw_only=True, default=None)
-    #: the index's advisory policy: a release's advisories are its
-    #: C{vulnerabilities}
+    #: the index's advisory policy: a release's advisories are its C{vulnerabilities}
     _advisories: AdvisoryPolicy = attrs.field(kw_only=True, factory=no_advisories)
     #: the index's download counts: C{info.downloads}; L{None}: -1
     _usage: UsageLog | None = attrs.field(kw_only=True, default=None)
-    #: the index's view, whose upstreams answer for a project no hosted
-    #: source holds
+    #: the index's view, whose upstreams answer for a project no hosted source holds
     _composed: ComposedIndex = attrs.field(kw_only=True)
     #: the index's upstreams, by the name its order gives them (SourceSide)
     _sides: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
     _clock: IReactorTime = attrs.field(kw_only=True)
-    #: the JSON of upstream projects rendered, by C{(project, version)}:
-    #: C{(what it was made of, until when, the page)}, bounded (names are
-    #: the clients')
+    #: the JSON of upstream projects rendered, by C{(project, version)}: C{(what it was made
+    #: of, until when, the page)}, bounded (names are the clients')
     _rendered: dict[tuple[str, str | None, str], tuple[Hashable, float | None, Page]] = attrs.field(
         init=False, factory=dict)
 
@@ -136,12 +126,10 @@ class LegacyJSON:
         if project.name != name or shown != version:
             # Built from the normalized name and version only: no client text.
             return self._moved(request, project.name, shown)
-        # (an index's JSON composed of several sources, or a view's, is kept
-        # with its first source's project, apart from that source's own, and
-        # stale once another source's project changed)
+        # (an index's JSON composed of several sources, or a view's, is kept with its first
+        # source's project, apart from that source's own; what moves without the project is
+        # the kept page's version, not part of its key: _kept_page)
         root, file_url = self._links(request)
-        # (what moves without the project is the kept page's version, not
-        # part of its key: one page kept a key, see _kept_page)
         key: tuple[Hashable, ...] = ("pypi-json", shown, root)
         moves: tuple[Hashable, ...] = ()
         if project is not holder:
@@ -162,10 +150,7 @@ class LegacyJSON:
 
     async def _upstream_json(self, request: IRequest, project: str, name: str,
                              version: str | None) -> bytes:
-        """
-        The legacy JSON of a project the index lists through its upstreams
-        only (see the module docstring); 404 as its simple page would be.
-        """
+        """The legacy JSON of a project the index lists through its upstreams alone (module)."""
         composed, clock = self._composed, self._clock
         if composed.quarantined(project):
             raise NotFound("no such project")
@@ -199,9 +184,8 @@ class LegacyJSON:
         if composition is None or not composition.files:
             upstream_failure([value for ok, value in results if not ok])
             raise NotFound("no such project")
-        # (as the page lists them: a hidden release left out, a denied one
-        # kept, its vulnerabilities named; a file the cache keeps with every
-        # digest it took of it)
+        # (as the page lists them: a hidden release left out, a denied one kept, its
+        # vulnerabilities named; a file the cache keeps with every digest it took of it)
         files = [_digested(f, self._upstream_files(chain.name))
                  for f, chain in composition.files
                  if not _left_off(policy.verdict(project, f.version))]
@@ -232,10 +216,8 @@ class LegacyJSON:
     async def _release_metadata(self, files: Sequence[tuple[Any, str]],
                                 sources: Mapping[str, str]) -> bytes | None:
         """
-        The core metadata of an upstream release (for C{info}: its summary,
-        its URLs, its requirements, as the public index gives them): a
-        wheel's first, from the cache or the upstream's C{.metadata} (PEP
-        658) as a client's would come; L{None} when none can be had.
+        The core metadata of an upstream release (for C{info}): a wheel's first, from the cache
+        or the upstream's C{.metadata} (PEP 658) as a client's would come; L{None} if none can be.
         """
         for listed, _ in sorted(files, key=lambda f: not f[0].filename.endswith(".whl")):
             upstream_files = self._upstream_files(sources.get(listed.filename, ""))
@@ -253,10 +235,7 @@ class LegacyJSON:
         return None
 
     def _moved(self, request: IRequest, project: str, shown: str | None) -> bytes:
-        """
-        The 301 to the JSON of the normalized C{project} (and version
-        C{shown}): built from them alone, no client text.
-        """
+        """The 301 to the JSON of the normalized C{project} (and C{shown}): no client text."""
         suffix = f"{quote(shown)}/json" if shown is not None else "json"
         request.setResponseCode(301)
         request.setHeader(b"location", f"{self._prefix()}pypi/{project}/{suffix}".encode())
@@ -265,10 +244,8 @@ class LegacyJSON:
 
     def _listed(self, name: str) -> _Listed | None:
         """
-        The normalized project C{name} as the index's pages list it (its
-        hosted sources composed, a view's filters applied), with
-        the first source that holds it, whose pages keep the JSON, and
-        where each file is stored; L{None} when the index lists no file.
+        The normalized project C{name} as the index's pages list it, with the first source that
+        holds it (whose pages keep the JSON) and where each file is stored; L{None} for no file.
         """
         chain = self._chain
         if not chain:
@@ -302,10 +279,7 @@ class LegacyJSON:
     async def _render_pypi_json(self, project: Project, version: str | None,
                                 index: Index, storage_of: Callable[[FileRecord], IStorage],
                                 root: str, file_url: Callable[[FileRecord], str]) -> Page:
-        """
-        Render the legacy JSON of a release (the latest, when C{version} is
-        L{None}), its URLs under C{root} (L{_links}).
-        """
+        """Render the legacy JSON of a release (L{None}: the latest), its URLs under C{root}."""
         releases = legacy_info.releases(project, file_url)
         shown = version if version is not None else project.latest_version()
         if shown not in releases:
@@ -325,10 +299,7 @@ class LegacyJSON:
 
     async def _info(self, files: list[tuple[FileRecord, str]],
                     storage_of: Callable[[FileRecord], IStorage]) -> dict[str, Any]:
-        """
-        The release's metadata, read from its stored .metadata (wheels
-        first); a file whose metadata is missing is passed over.
-        """
+        """The release's metadata, from its stored .metadata (wheels first; missing: skipped)."""
         for record in legacy_info.info_sources(files):
             try:
                 raw = await storage_of(record).read_metadata(record)
@@ -344,11 +315,9 @@ class LegacyJSON:
 
     def _links(self, request: IRequest) -> tuple[str, Callable[[FileRecord], str]]:
         """
-        Where this JSON's URLs start (scheme and host, no trailing slash),
-        and its files' URLs: absolute, as the public index gives them and
-        scripts fetch them, under C{[pypid] base_url}, else
-        under the origin the request reached the server by (its C{Host});
-        root-relative (C{""}) for a C{Host} that is no host.
+        Where this JSON's URLs start (scheme and host, no trailing slash), and its files' URLs:
+        absolute, as the public index gives them, under the base URL, else under the origin the
+        request reached the server by; root-relative (C{""}) for a C{Host} that is no host.
         """
         if self._base_url:
             return self._base_url.rstrip("/"), self._file_url
@@ -368,16 +337,12 @@ async def _kept_page(index: Index, project: Project, key: tuple[Hashable, ...],
                      render_page: Callable[[], Awaitable[Page]],
                      version: Hashable = None) -> Page:
     """
-    The page C{key} about C{project}: rendered by C{render_page()} (a
-    coroutine) once, then kept with the project's index pages until the
-    project changes. A page rendered while the index changed is not kept.
-
-    C{version}: what else the page shows that moves without the project
-    (download counts, the day, advisories, another source's files). The
-    page is kept under C{key} with it, and one of another version is
-    rendered again in its place: a page that moves every few seconds
-    takes one place, where a key holding the version would leave every
-    earlier one in the page budget, never asked for again.
+    The page C{key} about C{project}: rendered by C{render_page()} once, then kept with the
+    project's index pages until the project changes (one rendered while the index changed is
+    not kept). C{version}: what else the page shows that moves without the project (download
+    counts, the day, advisories, another source's files): one of another version is rendered
+    again in its place, so a page that moves every few seconds takes one place, where a key
+    holding the version would leave every earlier one in the page budget.
     """
     kept = index.rendered.extra_page(project, key)
     if kept is not None and kept[1] == version:
@@ -393,9 +358,8 @@ async def _kept_page(index: Index, project: Project, key: tuple[Hashable, ...],
 @attrs.frozen
 class _Digested:
     """
-    An upstream file as the legacy JSON lists it, with the md5 and
-    BLAKE2b-256 the cache took of it when it kept it (the upstream's pages
-    give sha256 alone); every other attribute is the file's.
+    An upstream file as the legacy JSON lists it, with the md5 and BLAKE2b-256 the cache took
+    of it (the upstream's pages give sha256 alone); every other attribute is the file's.
     """
 
     file: Any
@@ -415,9 +379,5 @@ def _digested(listed: Any, upstream_files: Any) -> Any:
 
 
 def _left_off(verdict: Verdict | None) -> bool:
-    """
-    Whether the pages leave a release with this verdict off: hidden, not
-    denied (a denied release is listed, yanked:
-    L{pypid.core.indexes.rendered_pages.advised_files}).
-    """
+    """Whether the pages leave off a release of this verdict: hidden, not denied (yanked)."""
     return verdict is not None and verdict.hides and not verdict.denies

@@ -1,13 +1,8 @@
 """
-What one read of an index decides, as values: the decider of each read
-path (L{pypid.web.serving.index_pages.IndexSimple.decide},
-L{pypid.web.serving.index_files.IndexFiles.decide}) returns one, and two
-deliverers act on it: the resource on every kind, the express lane
-(L{pypid.web.serving.express}) only on what it can send as it is, leaving
-the rest to the resource. One decision, so the two cannot drift apart.
-
-A page to send as it is, and cache, is the L{Page} itself;
-a refusal is the L{HTTPError} to answer. The others are below.
+What one read of an index decides, as values: the decider of each read path returns one, and
+two deliverers act on it: the resource on every kind, the express lane only on what it can
+send as it is. One decision, so the two cannot drift apart. A page to send as it is, and
+cache, is the L{Page} itself; a refusal is the L{HTTPError} to answer; the others are below.
 """
 
 from __future__ import annotations
@@ -43,10 +38,7 @@ class Moved:
 
 @attrs.frozen
 class AdminOnly:
-    """
-    A quarantined project (PEP 792): C{admin()} decides for an admin,
-    C{reader()} for anyone else; who asks is checked at delivery.
-    """
+    """A quarantined project (PEP 792): C{admin()} decides for an admin, C{reader()} for others."""
 
     admin: Callable[[], PageDecision | FileDecision]
     reader: Callable[[], PageDecision | FileDecision]
@@ -55,8 +47,8 @@ class AdminOnly:
 @attrs.frozen
 class ReaderPage:
     """
-    A project of a hidden namespace grant: C{hidden()} (its JSON page with
-    the grant's files) to a reader who sees the grant, C{public} to others.
+    A project of a hidden namespace grant: C{hidden()} (its JSON page with the grant's files)
+    to a reader who sees the grant, C{public} to others.
     """
 
     project: str
@@ -90,15 +82,12 @@ class AskUpstream:
 @attrs.define
 class PlainFile:
     """
-    A file (or its metadata) kept here, that the express lane may send as it is.
-    (Not frozen, as no decision is changed after it is made: a frozen
-    class's C{__init__} sets each field through C{object.__setattr__},
-    about 1 us more a download on the hot path.)
+    A file (or its metadata) kept here, that the express lane may send as it is. Not frozen
+    (no decision is changed once made): a frozen class's C{__init__} sets each field through
+    C{object.__setattr__}, about 1 us more a download on the hot path.
 
-    @ivar location: where the storage keeps it.
     @ivar etag: its ETag, quotes included.
     @ivar usage: counts its downloads (a file's, not its metadata's), or L{None}.
-    @ivar filename: the name its downloads are counted under.
     """
 
     location: Location
@@ -110,10 +99,8 @@ class PlainFile:
 @attrs.define
 class StoredFile(PlainFile):
     """
-    A stored file (or its metadata) of a hosted source, to send.
-
-    @ivar version: its release, for the advisories' check.
-    @ivar advised: whether an advisory names its project (the check must run).
+    A stored file (or its metadata) of a hosted source, to send; its C{version} for the
+    advisories' check, which must run when C{advised} (an advisory names its project).
     """
 
     record: FileRecord
@@ -123,10 +110,7 @@ class StoredFile(PlainFile):
 
 @attrs.frozen
 class FromUpstream:
-    """
-    A file the index's upstreams hold, the hosted sources having none
-    (C{deleted}: one of them deleted it, which hides nothing).
-    """
+    """A file the index's upstreams hold, not the hosted ones (C{deleted}: one of them did)."""
 
     project: str
     filename: str

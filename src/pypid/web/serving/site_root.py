@@ -1,19 +1,13 @@
 """
-The site's root: the hot path of the default index at C{/}, then
-everything else.
+The site's root: the hot path of the default index at C{/}, then everything else.
 
-The default index is an index like any other: its
-C{/simple/...} pages, C{/files/...} downloads and C{/integrity/...}
-provenance are answered by the same L{pypid.web.serving.index_root.ServedIndex}
-a named index's are under C{/NAME/}, through plain Twisted resources
-(L{pypid.web.serving.index_root.IndexPath}) rather than Klein routes: they are
-what pip and uv fetch thousands of times a second, and a route table, a
-werkzeug adapter and per-request closures cost more than the page lookup
-itself. Each request does one dict lookup for its first segment, the
-index's read gate (nothing at all while anyone may read), content
-negotiation (memoized on the Accept header), and sets a handful of
-headers on bytes rendered earlier. C{/packages/...} finds a file by its
-digest in every index (L{PackagesPath}).
+The default index's C{/simple/...}, C{/files/...} and C{/integrity/...} are answered by the
+same L{ServedIndex} a named index's are, through plain Twisted resources (L{IndexPath}) rather
+than Klein routes: they are what pip and uv fetch thousands of times a second, and a route
+table, a werkzeug adapter and per-request closures cost more than the page lookup itself. Each
+request does one dict lookup for its first segment, the index's read gate (nothing while
+anyone may read), content negotiation (memoized on the Accept header), and sets a handful of
+headers on bytes rendered earlier. C{/packages/...} finds a file by its digest in every index.
 """
 
 from __future__ import annotations
@@ -50,25 +44,15 @@ from pypid.web.serving.read_decisions import PlainFile, StoredFile
 
 class RootResource(Resource):
     """
-    Dispatches the default index's read paths (C{simple}, C{files},
-    C{integrity}) and its project pages, and the other plain resources
-    (the pages' assets), by their first segment, and everything else to
-    the areas; with named indexes, a segment that names one or
-    could (L{is_index_segment}) goes to their
-    L{pypid.web.serving.index_root.IndexRoot}, after the root's own routes were
-    looked for (the same one lookup for them).
-
-    @ivar _children: C{{first segment: resource}}.
-    @ivar _indexes: the named indexes' resource, or L{None} without any.
+    Dispatches by first segment: the default index's read paths (C{simple}, C{files},
+    C{integrity}), its project pages and the other plain resources; with named indexes, a
+    segment that names one or could goes to their L{IndexRoot} (after the root's own routes,
+    in the same lookup); everything else to the areas.
     """
 
     def __init__(self, default: ServedIndex, access: Gates, areas: IResource,
                  indexes: IndexRoot | None = None, **others: IResource) -> None:
-        """
-        @param default: the default index's answers.
-        @param areas: the areas of the site and of the default index.
-        @param others: more plain resources by their first segment.
-        """
+        """@param others: more plain resources by their first segment."""
         Resource.__init__(self)
         self._default = default
         self._access = access
@@ -92,10 +76,8 @@ class RootResource(Resource):
     def plain_page(self, accept: bytes | None, index: bytes | None,
                    rest: bytes) -> Page | AgedPage | None:
         """
-        The kept page the express lane (L{pypid.web.serving.express}) may send to an
-        anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}: the default
-        index's) or C{/<index>/simple/<rest>} with the C{Accept} header
-        C{accept} (L{IndexSimple.plain_page}), or L{None}.
+        The kept page the express lane may send to an anonymous C{GET} of C{/simple/<rest>}
+        (C{index} L{None}) or C{/<index>/simple/<rest>} (L{IndexSimple.plain_page}), or L{None}.
         """
         served = self._read_openly(index)
         return None if served is None else served.simple.plain_page(accept, rest)
@@ -107,11 +89,9 @@ class RootResource(Resource):
 
     def _read_openly(self, index: bytes | None) -> ServedIndex | None:
         """
-        The index the usual path would give C{/<index>/} to (L{None}: the
-        default), the root's own routes first, when the express lane may
-        answer for it (L{read_openly}: no project waits there for its
-        files to be read, L{pypid.web.serving.index_root._when_read}); else
-        L{None}, and the usual path answers.
+        The index the usual path would give C{/<index>/} to (L{None}: the default), the root's
+        own routes first, when the express lane may answer for it (L{read_openly}: no project
+        waits there for its files to be read); else L{None}.
         """
         if index is None:
             served: ServedIndex | None = self._default
@@ -130,9 +110,8 @@ class RootResource(Resource):
             if self._indexes is not None:
                 return self._indexes
             if asks_for_index(request.method, request.postpath):  # type: ignore[arg-type]
-                # (a server of one index: an upload to /NAME/, or a read of
-                # /NAME/simple/, is told there is no such index, as a
-                # server of named indexes tells it)
+                # (a server of one index: an upload to /NAME/, or a read of /NAME/simple/, is
+                # told there is no such index, as a server of named indexes tells it)
                 return _NoSuchIndex()
         moved = self._pypiserver_path(name, request)
         if moved is not None:
@@ -143,12 +122,10 @@ class RootResource(Resource):
 
     def _pypiserver_path(self, name: bytes, request: Request) -> IResource | None:
         """
-        pypiserver's project URL: C{GET /<project>/} of a project
-        the default index holds, which anyone may read, moves to
-        C{/simple/<project>/}, so an index URL that worked there keeps
-        working. Only on a server of one index (with named ones, C{/NAME/}
-        is theirs: a hidden index and a project must not answer apart), and
-        never for a route's own first segment.
+        pypiserver's project URL: C{GET /<project>/} of a project the default index holds, which
+        anyone may read, moves to C{/simple/<project>/}, so an index URL that worked there keeps
+        working. Only on a server of one index (with named ones, C{/NAME/} is theirs: a hidden
+        index and a project must not answer apart), never for a route's own first segment.
         """
         post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         if post != [b""] or request.method not in (b"GET", b"HEAD") \
@@ -197,19 +174,15 @@ _HEX = re.compile(rb"\A[0-9a-f]+\Z")
 
 class PackagesPath(Resource):
     """
-    C{/packages/<aa>/<bb>/<rest>/<filename>}: a hosted file by the BLAKE2b-256
-    of its bytes (C{<aa><bb><rest>}), as the public index's file host names its
-    files, and as the legacy JSON links them (L{pypid.core.indexes.links.package_url_for});
-    its core metadata at the same path and C{.metadata} (PEP 658).
-    Mirrors read the JSON and fetch these URLs: bandersnatch refuses a file
-    whose path does not begin with C{/packages}.
+    C{/packages/<aa>/<bb>/<rest>/<filename>}: a hosted file by the BLAKE2b-256 of its bytes, as
+    the public index's file host names its files and the legacy JSON links them; its core
+    metadata at that path and C{.metadata} (PEP 658). Mirrors fetch these URLs: bandersnatch
+    refuses a file whose path does not begin with C{/packages}.
 
-    One path for every index: the digest names the bytes, so the file is
-    served from the first index the reader may enter and read it in (the
-    default, then the named ones) whose record of that name has that digest,
-    with that index's decision (its status, advisories, download count).
-    Found nowhere without credentials while the default index needs them: the
-    challenge its read path gives.
+    One path for every index: the digest names the bytes, so the file is served from the first
+    index the reader may enter and read it in (the default, then the named ones) whose record
+    of that name has that digest, with that index's decision (status, advisories, downloads).
+    Found nowhere without credentials while the default index needs them: its challenge.
     """
 
     isLeaf = True
@@ -250,11 +223,7 @@ class PackagesPath(Resource):
 
 
 def _file_named(post: Sequence[bytes]) -> tuple[str, str, str]:
-    """
-    C{(project, digest, filename)} a path after C{/packages/} names.
-
-    @raise NotFound: for one that names no file so.
-    """
+    """C{(project, digest, filename)} a path after C{/packages/} names, else L{NotFound}."""
     if len(post) != 4 or [len(part) for part in post[:3]] != [2, 2, 60] \
             or not all(_HEX.match(part) for part in post[:3]):
         raise NotFound("no such file")

@@ -1,12 +1,8 @@
 """
-Sending a stored object (a distribution file, its metadata) wherever the
-storage keeps it: from a local file, from memory, by a redirect to where a
-remote store serves it, or relayed from that store as it arrives. Its
-validators and byte ranges (C{If-None-Match}, C{Range}, C{If-Range}) are
-read here, once, for the answer and for what counts as a download.
-
-Apart from L{pypid.web.server.respond}, which writes every other answer
-(pages, errors) and completes those that come later (C{finish_later}).
+Sending a stored object (a distribution file, its metadata) wherever the storage keeps it:
+from a local file, from memory, by a redirect to where a remote store serves it, or relayed
+from that store as it arrives. Its validators and byte ranges (C{If-None-Match}, C{Range},
+C{If-Range}) are read here, once, for the answer and for what counts as a download.
 """
 
 from __future__ import annotations
@@ -67,11 +63,9 @@ _RANGE = re.compile(rb"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 def storage_failure(failure: Failure, request: IRequest) -> Failure:
     """
-    Turn a failure to read a stored object into its answer: 404 when the
-    object is missing (logged, since the index lists it), 503 with
-    C{Retry-After} when the storage is down. Other failures pass on.
-
-    @raise HTTPError: for those two.
+    Turn a failure to read a stored object into its answer (raised): 404 when the object is
+    missing (logged, since the index lists it), 503 with C{Retry-After} when the storage is
+    down. Other failures pass on.
     """
     if failure.check(FileNotFoundError):
         log.error("The stored file for {uri} is missing", uri=request.uri)
@@ -86,10 +80,9 @@ def storage_failure(failure: Failure, request: IRequest) -> Failure:
 def parse_range(header: bytes, size: int,
                 ) -> tuple[int, int] | Literal["unsatisfiable"] | None:
     """
-    Parse a single C{Range: bytes=...} header against a file of C{size}.
-
-    @return: C{(start, end)} inclusive, L{None} to send the whole file
-        (no range, several ranges or a malformed one), or C{"unsatisfiable"}.
+    Parse a single C{Range: bytes=...} header against a file of C{size}: C{(start, end)}
+    inclusive, L{None} to send the whole file (no range, several or a malformed one), or
+    C{"unsatisfiable"}.
     """
     match = _RANGE.match(header)
     if not match:
@@ -117,11 +110,9 @@ WHOLE, TAIL = "whole", "tail"
 
 def transfer_of(request: IRequest, size: int, etag: bytes) -> str | None:
     """
-    What the answer to C{request} for a stored object of C{size} bytes
-    transfers, as L{_plan} will decide it: L{WHOLE} (the whole body),
-    L{TAIL} (a range through its last byte), or L{None}: nothing that
-    completes a download (C{HEAD}, C{304}, C{416}, a range that stops
-    short of the end). What counts as a download.
+    What the answer to C{request} for a stored object of C{size} bytes transfers, as L{_plan}
+    will decide it: L{WHOLE}, L{TAIL} (a range through its last byte), or L{None}: nothing that
+    completes a download (C{HEAD}, C{304}, C{416}, a range that stops short of the end).
     """
     if request.method != b"GET":
         return None
@@ -135,10 +126,9 @@ def transfer_of(request: IRequest, size: int, etag: bytes) -> str | None:
 
 def _wanted(request: IRequest, size: int, etag: bytes) -> int | tuple[int, int] | None:
     """
-    What C{request} asks of a stored object of C{size} bytes: L{None} (the
-    whole of it), C{(start, end)} (the bytes of a range, both included), or
-    the status of an answer with no bytes of it (C{304}, C{416}). One
-    reading for L{_plan}, which answers, and L{transfer_of}, which counts.
+    What C{request} asks of a stored object of C{size} bytes: L{None} (all of it), C{(start,
+    end)} (a range, both included), or the status of an answer with none of it (C{304},
+    C{416}). One reading for L{_plan}, which answers, and L{transfer_of}, which counts.
     """
     reqheaders = request.requestHeaders
     inm = reqheaders.getRawHeaders(b"if-none-match")
@@ -157,11 +147,8 @@ def _wanted(request: IRequest, size: int, etag: bytes) -> int | tuple[int, int] 
 
 def _plan(request: IRequest, size: int, etag: bytes) -> tuple[int, int] | tuple[bytes, None]:
     """
-    Set the headers of a stored object's answer and decide what to send.
-
-    @return: C{(start, length)} of the bytes to send, or C{(body, None)} when
-        the answer is complete already (304, 416, or a C{HEAD}: its length
-        given).
+    Set the headers of a stored object's answer and decide what to send: C{(start, length)}
+    of the bytes, or C{(body, None)} when the answer is complete (304, 416, or a C{HEAD}).
     """
     headers = request.responseHeaders
     headers.setRawHeaders(b"content-type", [FILE_CONTENT_TYPE])
@@ -200,12 +187,9 @@ def send_bytes(request: IRequest, data: bytes, etag: bytes) -> bytes:
 
 def send_file(request: Request, path: str, etag: bytes) -> Rendered:
     """
-    Send a stored file with its validators, honouring C{If-None-Match},
-    C{Range} and C{If-Range}. Immutable: a file URL never changes content.
-    Small files go out in one write; larger ones through a producer that
-    reads as fast as the client takes them, so a slow reader costs no memory.
-
-    @raise FileNotFoundError: when the file is gone.
+    Send a stored file (immutable: a file URL never changes content) with its validators and
+    ranges. Small files go out in one write; larger ones through a producer that reads as fast
+    as the client takes them, so a slow reader costs no memory. L{FileNotFoundError} if gone.
     """
     f = open(path, "rb")
     try:
@@ -232,14 +216,10 @@ def send_file(request: Request, path: str, etag: bytes) -> Rendered:
 
 def send_redirect(request: IRequest, url: str) -> bytes:
     """
-    Send the client to where a stored object is served (a presigned URL of
-    the bucket, a CDN): 302, never 301 or 308, which pip caches for good, and
-    C{no-store}, because a presigned URL expires.
-
-    @param url: an absolute URL, as a L{str}; it comes from the storage, not
-        the client, but is checked all the same.
-    @raise HTTPError: when C{url} is not printable ASCII: a CR or LF in it
-        would end the header, so it is refused rather than sent (500).
+    Send the client to where a stored object is served (a presigned URL of the bucket, a
+    CDN): 302, never 301 or 308, which pip caches for good, and C{no-store}, because a
+    presigned URL expires. The storage's C{url} is checked all the same: one that is not
+    printable ASCII (a CR or LF would end the header) is refused (500) rather than sent.
     """
     if not isinstance(url, str) or not _URL.match(url):
         # The URL is not logged: a presigned one carries a signature.
@@ -255,16 +235,11 @@ def send_redirect(request: IRequest, url: str) -> bytes:
 def send_remote(request: Request, remote: RemoteFile, etag: bytes,
                 ) -> bytes | int | Deferred[int]:
     """
-    Relay a stored object from a remote store (a
-    L{pypid.storage.base.interface.RemoteFile}) as it arrives, at the client's
-    pace, like L{send_file}: C{HEAD}, C{304} and C{416} are answered from the
-    record's size and never reach the store.
-
-    @return: the body when the answer is complete already; otherwise a
-        L{Deferred} for L{finish_later}, firing with L{NOT_DONE_YET} once the
-        relay has started (it finishes the request itself), or failing with
-        an L{HTTPError}: 503 when the store is unavailable, 404 when the
-        object is missing.
+    Relay a stored object from a remote store as it arrives, at the client's pace, like
+    L{send_file}: C{HEAD}, C{304} and C{416} are answered from the record's size and never
+    reach the store. The body when the answer is complete already; else a L{Deferred} for
+    L{finish_later}, firing once the relay has started (it finishes the request itself), or
+    failing with 503 when the store is unavailable, 404 when the object is missing.
     """
     plan = _plan(request, remote.size, etag)
     if plan[1] is None:
@@ -289,17 +264,14 @@ def _unplan(request: IRequest) -> None:
 @implementer(IPushProducer)
 class _Relay(Protocol):
     """
-    The body of a remote store's answer, written to a client as it arrives.
+    The body of a remote store's answer, written to a client as it arrives. It is the
+    request's push producer, so a client that reads slowly pauses the store's connection
+    rather than filling memory, and a client that leaves stops it. A body that ends early (or
+    runs long) closes the client's connection unfinished: with C{Content-Length} sent, the
+    client sees a truncated download, never a short file that looks whole.
 
-    It is the request's push producer, so a client that reads slowly pauses
-    the store's connection rather than filling memory, and a client that
-    leaves stops it. A body that ends early (or runs long) closes the
-    client's connection unfinished: with C{Content-Length} sent, the client
-    sees a truncated download, never a short file that looks whole.
-
-    @ivar _remaining: bytes still to come.
-    @ivar _done: whether the answer has ended (finished, cut short or its
-        client gone): from then on, nothing touches the request.
+    @ivar _done: whether the answer has ended (finished, cut short or its client gone): from
+        then on, nothing touches the request.
     """
 
     def __init__(self, request: Request, length: int) -> None:
@@ -316,8 +288,7 @@ class _Relay(Protocol):
         return fetching.addCallbacks(self._deliver, self._failed)
 
     def _deliver(self, response: IResponse) -> int:
-        # Even when the client has gone: connectionMade then stops the body,
-        # which would otherwise be read into memory for nobody.
+        # Even when the client has gone: connectionMade then stops the body (read for nobody).
         response.deliverBody(self)
         return NOT_DONE_YET
 
@@ -363,9 +334,8 @@ class _Relay(Protocol):
     def _cut_short(self) -> None:
         self._done = True
         self._request.unregisterProducer()
-        # The channel's loseConnection, not its transport's: the channel is
-        # the transport's producer, and a transport with a producer
-        # registered never closes. What was written still reaches the client.
+        # The channel's loseConnection, not its transport's, which never closes with a producer
+        # (the channel) registered. What was written still reaches the client.
         self._request.loseConnection()
 
     def _body(self) -> IPushProducer:
@@ -401,10 +371,8 @@ class _Relay(Protocol):
 def send_stored(request: Request, record: FileRecord, location: Location,
                 etag: bytes) -> Answer:
     """
-    Send a stored object wherever the storage keeps it.
-
-    @return: the body, L{NOT_DONE_YET}, or a L{Deferred} for
-        L{finish_later} when the object comes from a remote store.
+    Send a stored object wherever the storage keeps it: the body, L{NOT_DONE_YET}, or a
+    L{Deferred} for L{finish_later} when the object comes from a remote store.
     """
     if isinstance(location, LocalFile):
         try:

@@ -1,15 +1,11 @@
 """
-One upstream file (or its metadata) that an index lists, sent: the copy
-kept here, else fetched now, the client that asked fed while its bytes
-are checked (L{_ClientTee}) and the answer broken off if they prove wrong.
+One upstream file (or its metadata) that an index lists, sent: the copy kept here, else
+fetched now, the client that asked fed while its bytes are checked (L{_ClientTee}) and the
+answer broken off if they prove wrong. L{pypid.web.serving.upstream_pages} decides what an
+index lists; this is the transfer itself.
 
-Apart from L{pypid.web.serving.upstream_pages}, which decides what an
-index lists and serves, because this is the transfer itself: how a file
-is fetched, checked and streamed to one client.
-
-The upstream's own modules are imported by the functions that are given
-an upstream (which loaded them already), not with this module, which the
-hot path imports.
+The upstream's own modules are imported by the functions given an upstream (which loaded them
+already), not with this module, which the hot path imports.
 """
 
 from __future__ import annotations
@@ -39,9 +35,8 @@ if TYPE_CHECKING:
 
 def file_of(filename: str) -> tuple[str, bool]:
     """C{(name of the distribution, whether its .metadata is asked for)}."""
-    if filename.endswith(".metadata"):
-        return filename[: -len(".metadata")], True
-    return filename, False
+    name = filename.removesuffix(".metadata")
+    return name, name != filename
 
 
 async def answer_file(request: Request, files: UpstreamFiles, listed: UpstreamFile,
@@ -65,10 +60,8 @@ async def answer_file(request: Request, files: UpstreamFiles, listed: UpstreamFi
 async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamFile,
                        project: str, filename: str) -> Answer:
     """
-    Send the upstream file C{listed} (the index lists it: the chain's rules,
-    its quarantines and a view's filters were applied), or its metadata:
-    the copy kept here, else fetched now (the client fed while its bytes
-    are checked, L{_ClientTee}).
+    Send the upstream file C{listed} (the index lists it), or its metadata: the copy kept here,
+    else fetched now (the client fed while its bytes are checked).
     """
     from pypid.upstream.downloads import check_variant_data
     from pypid.upstream.fetch import UpstreamError
@@ -96,8 +89,7 @@ async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamF
             if tee is not None and tee.started:
                 return NOT_DONE_YET
         if listed.variant is not None:
-            # (kept, or fetched for another request, under the data a page
-            # had then: held to this one's)
+            # (kept, or fetched for another request, under a page's data then: held to this one's)
             check_variant_data(name, stored.variant, listed.variant)
     except UpstreamError as e:
         raise upstream_failed(e)
@@ -107,12 +99,10 @@ async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamF
 
 def _sees_cut_short(request: Request, listed: UpstreamFile) -> bool:
     """
-    Whether the client can tell a body that was broken off from a whole one,
-    so that it may be fed while the file is fetched: HTTP/1.1 (the body is
-    chunked, or has a length), or a length known from the page. An HTTP/1.0
-    client without a length takes the end of the connection for the end of
-    the file, so a file that fails its hash would look whole to it: it is
-    answered once the bytes are checked.
+    Whether the client can tell a body broken off from a whole one, so that it may be fed
+    while the file is fetched: HTTP/1.1 (chunked, or a length), or a length from the page. An
+    HTTP/1.0 client without a length takes the end of the connection for the end of the file:
+    it is answered once the bytes are checked.
     """
     return listed.size is not None or request.clientproto == b"HTTP/1.1"
 
@@ -126,12 +116,10 @@ def _plain_get(request: Request) -> bool:
 
 class _ClientTee:
     """
-    Feeds the client that started a download while the file is fetched
-    and checked. The answer is finished only when the bytes matched the
-    page's sha256; otherwise the connection is closed before the end, so
-    the client sees a broken download, never a wrong file. A slow client
-    holds the transfer back; a client that leaves does not stop it (the
-    file is still kept).
+    Feeds the client that started a download while the file is fetched and checked. The
+    answer is finished only when the bytes matched the page's sha256; otherwise the connection
+    is closed before the end: a broken download, never a wrong file. A slow client holds the
+    transfer back; a client that leaves does not stop it (the file is still kept).
     """
 
     #: the transfer being fed from (set as the bytes start)
@@ -161,9 +149,8 @@ class _ClientTee:
 
     def write(self, data: bytes) -> None:
         """
-        Pass bytes on to the client, if it is still there, always holding
-        the latest piece back: it goes out only once the whole file matched
-        its hash, so a client never receives every byte of a wrong file.
+        Pass bytes on to the client, if still there, always holding the latest piece back until
+        the whole file matched its hash: a client never receives every byte of a wrong file.
         """
         held, self._held = self._held, data
         if held is not None and connected(self._request) and not self._request.finished:
@@ -198,10 +185,7 @@ class _ClientTee:
             self.started = True  # nothing more to answer
 
     def abort(self) -> None:
-        """
-        The bytes were wrong or cut short: break the answer off. Before any
-        byte went out, leave it to the caller, which answers 502.
-        """
+        """The bytes were wrong or cut short: break the answer off (before any, the caller 502s)."""
         request = self._request
         self._held = None
         self._unregister()
@@ -221,9 +205,8 @@ class _ClientTee:
 
 def upstream_failed(error: UpstreamError) -> BadGateway:
     """
-    The 502 of an upstream that failed: its error; a host refused keeps
-    its advice (the line of C{hosts} to write) as the remedy, whole in the
-    status line however long the reason before it.
+    The 502 of an upstream that failed; a host refused keeps its advice (the line of C{hosts}
+    to write) as the remedy, whole in the status line however long the reason before it.
     """
     from pypid.upstream.fetch import HostRefused
     if isinstance(error, HostRefused):

@@ -1,30 +1,20 @@
 """
-The web side of an index's upstreams: what C{simple/<project>/},
-C{files/<project>/<filename>} and C{integrity/...} answer, under C{/} for
-the default index as under C{/NAME/} for a named one, for a project one
-of its upstreams is asked about (L{answer_chain_page},
-L{answer_chain_file}, L{answer_chain_provenance}).
+The web side of an index's upstreams: what C{simple/<project>/}, C{files/<project>/<filename>}
+and C{integrity/...} answer, under C{/} as under C{/NAME/}, for a project one of its upstreams
+is asked about.
 
-Called by the hot-path resources only when the index's composition asks
-an upstream (L{pypid.core.indexes.composed.ComposedIndex.upstreams}), so hosted projects
-never pay for the upstream; a hosted name is never looked up upstream
-unless the upstream merges it (L{pypid.upstream.confusion}). An upstream
-file is served only while the index lists it: the chain's rules, its
-quarantines and a view's filters applied (a file kept here that no page
-lists any more is not served).
+Called only when the index's composition asks an upstream (L{ComposedIndex.upstreams}), so
+hosted projects never pay for it; a hosted name is never looked up upstream unless the
+upstream merges it (L{pypid.upstream.confusion}). An upstream file is served only while the
+index lists it (the chain's rules, its quarantines and a view's filters applied). The
+upstream's own modules are imported by the functions given an upstream, not with this module,
+which the hot path imports: 24 ms of every start without C{[upstream]}.
 
-The upstream's own modules are imported by the functions that are given
-an upstream (which loaded them already), not with this module, which the
-hot path imports: 24 ms of every start without C{[upstream]}.
-
-A project the upstream quarantines (PEP 792, as its cached page says)
-serves no file, not even one kept here before: 404, as the public index
-answers, naming the reason (L{refuse_quarantined}). The kept files stay on
-disk, and are served again once a refreshed page lifts the quarantine.
-Admins are refused too: the upstream's files are not theirs to release.
-A quarantine outlives the project's removal upstream
-(L{pypid.upstream.quarantines}); a kept file that no page lists (the
-upstream removed it) answers 404 saying so.
+A project the upstream quarantines (PEP 792, as its cached page says) serves no file, not even
+one kept here before: 404, as the public index answers, naming the reason. The kept files stay
+on disk, served again once a refreshed page lifts the quarantine; admins are refused too (the
+upstream's files are not theirs to release). A quarantine outlives the project's removal
+upstream (L{pypid.upstream.quarantines}); a kept file no page lists answers 404 saying so.
 """
 
 from __future__ import annotations
@@ -63,11 +53,9 @@ def answer_chain_provenance(request: Request, composed: ComposedIndex,
                             sides: Mapping[str, SourceSide], project: str, version: str,
                             filename: str, content_type: str, clock: IReactorTime) -> Answer:
     """
-    Answer C{/integrity/<project>/<version>/<filename>/provenance} for a
-    file an index lists from one of its upstreams: pypid's copy of the
-    upstream's provenance, checked against the file's sha256 (fetched now
-    if need be; never for a page). 404 when the index does not list the
-    file, or the upstream offers no provenance, or one that did not check.
+    The provenance of a file an index lists from one of its upstreams: pypid's copy of the
+    upstream's, checked against the file's sha256 (fetched now if need be). 404 when the index
+    does not list the file, or the upstream offers no provenance, or one that did not check.
     """
     found = _listed_in(composed, sides, project, filename, clock.seconds())
     if found is None:
@@ -92,14 +80,11 @@ def refuse_quarantined() -> None:
 def answer_chain_page(request: Request, composed: ComposedIndex, sides: Sequence[SourceSide],
                       project: str, clock: IReactorTime) -> int:
     """
-    Answer C{/NAME/simple/<project>/} of a named index whose page reads
-    upstreams (C{sides}, those L{ComposedIndex.upstreams} names): each one's
-    cached page is brought up to date first, as C{/simple/<project>/} does
-    it (fresh; stale while a refresh runs; fetched while the client waits,
-    charged to its address), then the page is composed. An upstream that
-    fails leaves the page to the others (a C{Warning} says it may be
-    stale); with nothing found anywhere, its failure is the answer (502,
-    or 404 offline), as it is on C{/simple/}.
+    Answer C{simple/<project>/} of an index whose page reads upstreams (C{sides}): each one's
+    cached page is brought up to date first (fresh; stale while a refresh runs; fetched while
+    the client waits, charged to its address), then the page is composed. An upstream that
+    fails leaves the page to the others (a C{Warning} says it may be stale); with nothing found
+    anywhere, its failure is the answer (502, or 404 offline).
     """
     kind = page_kind(request)
     redirect, waits = bring_up_to_date(request, sides, project)
@@ -141,10 +126,9 @@ def answer_chain_page(request: Request, composed: ComposedIndex, sides: Sequence
 def bring_up_to_date(request: Request, sides: Sequence[SourceSide], project: str,
                      ) -> tuple[SourceSide | None, list[Deferred[Any]]]:
     """
-    Bring each caching upstream's page of C{project} up to date, as a page
-    of the chain asks it (a fetch charged to the client's address: 429 past
-    its budget): C{(the first redirecting side or None, each cache's
-    C{(entry, late)} to come)}.
+    Bring each caching upstream's page of C{project} up to date (a fetch charged to the
+    client's address: 429 past its budget): C{(the first redirecting side or None, each
+    cache's C{(entry, late)} to come)}.
     """
     redirect: SourceSide | None = None
     waits: list[Deferred[Any]] = []
@@ -161,8 +145,7 @@ def bring_up_to_date(request: Request, sides: Sequence[SourceSide], project: str
 
 def upstream_failure(failed: Sequence[Any]) -> None:
     """
-    When an index found nothing of a project: the answer its upstreams'
-    failures (exceptions or failures) make, as C{/simple/} answers them
+    When an index found nothing of a project: raise the answer its upstreams' failures make
     (502 for an upstream that failed, 404 offline); nothing without one.
     """
     from pypid.upstream.cache import Offline
@@ -181,15 +164,10 @@ def upstream_failure(failed: Sequence[Any]) -> None:
 def plain_chain_page(composed: ComposedIndex, sides: Sequence[SourceSide], project: str, kind: str,
                      clock: IReactorTime) -> Page | AgedPage | None:
     """
-    For the express lane (L{pypid.web.serving.express}): the page
-    L{answer_chain_page} would send as it is now, when every upstream of
-    C{sides} is a cache whose page of C{project} is fresh (L{PageCache.hit};
-    the hits counted as L{answer_chain_page} counts them) and the view
-    lists the project: with its C{Age} (L{AgedPage}) when an upstream's page
-    is part of it. L{None} otherwise: a page to fetch or refresh, a
-    redirecting upstream, a quarantined project, or none to list.
-
-    @see: L{pypid.upstream.cache.PageCache.hit}
+    For the express lane: the page L{answer_chain_page} would send as it is now, when every
+    upstream of C{sides} is a cache whose page of C{project} is fresh (the hits counted alike)
+    and the view lists the project, with its C{Age} when an upstream's page is part of it.
+    L{None} for a page to fetch or refresh, a redirecting upstream, a quarantine, none to list.
     """
     fetched: float | None = None
     for side in sides:
@@ -217,10 +195,8 @@ def plain_chain_page(composed: ComposedIndex, sides: Sequence[SourceSide], proje
 def plain_chain_file(composed: ComposedIndex, sides: Mapping[str, SourceSide], project: str,
                      filename: str, clock: IReactorTime) -> tuple[Location, bytes] | None:
     """
-    For the express lane: where the upstream file (or metadata) C{filename}
-    that L{answer_chain_file} would send as it is now is kept, and its
-    ETag, when the index lists it and its copy here needs no fetch (a
-    stored file, metadata stored with it or kept in memory); else L{None}.
+    For the express lane: where the upstream file (or metadata) L{answer_chain_file} would
+    send now is kept, and its ETag, when the index lists it and no fetch is needed; else L{None}.
     """
     name, metadata = file_of(filename)
     found = _listed_in(composed, sides, project, name, clock.seconds())
@@ -246,13 +222,9 @@ def answer_chain_file(request: Request, composed: ComposedIndex, sides: Mapping[
                       project: str, filename: str, clock: IReactorTime,
                       deleted: bool = False) -> int:
     """
-    Answer C{/NAME/files/<project>/<filename>} (or its C{.metadata}) from
-    the upstream whose file the index lists under that name (a view's
-    filters applied: what it does not list, it does not serve), fetching
-    it on its first download as C{/files/} does.
-
-    @param sides: the index's upstreams, by the name its sources give them.
-    @param deleted: a hosted source deleted the file: 410 if no upstream lists it.
+    Answer C{files/<project>/<filename>} (or its C{.metadata}) from the upstream whose file the
+    index lists under that name, fetched on its first download. C{deleted}: a hosted source
+    deleted the file, 410 if no upstream lists it.
     """
     return finish_later(request, ensureDeferred(
         _chain_file(request, composed, sides, project, filename, clock, deleted)))
@@ -263,8 +235,7 @@ async def _chain_file(request: Request, composed: ComposedIndex, sides: Mapping[
                       deleted: bool) -> Answer:
     name, metadata = file_of(filename)
     if is_variants_filename(name):
-        # (PEP 825: the file a page made of the variant wheels it lists,
-        # once the upstream's page is cached)
+        # (PEP 825: the file a page made of the variant wheels it lists, once cached)
         failed = await _look_again(request, composed, sides, project)
         page = None if metadata else composed.page(project, JSON, clock.seconds())
         variants = page.variants.get(filename) if page is not None else None
@@ -307,13 +278,9 @@ async def _chain_file(request: Request, composed: ComposedIndex, sides: Mapping[
 async def _look_again(request: Request, composed: ComposedIndex, sides: Mapping[str, SourceSide],
                       project: str) -> list[Exception]:
     """
-    Bring the pages of C{project} that the index reads from its caching
-    upstreams up to date (a client with an old copy of a page, or one the
-    cache forgot), as a page's request does: an upstream that fails leaves
-    what is cached.
-
-    @return: the failures of the upstreams that could give no page
-        (L{upstream_failure} answers them).
+    Bring the pages of C{project} the index reads from its caching upstreams up to date (a
+    client with an old copy of a page, or one the cache forgot), as a page's request does; the
+    failures of the upstreams that could give none (L{upstream_failure} answers them).
     """
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
@@ -347,10 +314,7 @@ def _listed_in(composed: ComposedIndex, sides: Mapping[str, SourceSide], project
 
 
 def _quarantined_upstream(composed: ComposedIndex, project: str, now: float) -> bool:
-    """
-    Whether the index's page of C{project} is quarantined by an upstream
-    (a hosted quarantine is answered before the upstreams are read).
-    """
+    """Whether an upstream quarantines the index's page of C{project} (a hosted one: before)."""
     listing = composed.listing(project, now)
     return (listing is not None and listing.status is not None
             and listing.status.quarantined)
@@ -359,11 +323,9 @@ def _quarantined_upstream(composed: ComposedIndex, project: str, now: float) -> 
 def _still_served(composed: ComposedIndex, source: UpstreamSource, project: str, record: FileRecord,
                   now: float) -> bool:
     """
-    Whether the kept C{record}, which no page lists, is served all the
-    same: its upstream keeps serving what it took down
-    (C{keep_removed}), this file was taken down (not left out by the
-    view, nor withheld by a quarantine the cache remembers), and the view
-    would list it.
+    Whether the kept C{record}, which no page lists, is served all the same: its upstream keeps
+    what it took down (C{keep_removed}), this file was taken down (not left out by the view,
+    nor withheld by a remembered quarantine), and the view would list it.
     """
     return (source.settings.keep_removed and record.filename in source.takedowns
             and source.pages.quarantines.get(project) is None
@@ -377,10 +339,7 @@ WITHOUT_DATA = ("the upstream lists this variant wheel, but pypid could not read
 
 
 def _without_data(source: UpstreamSource, project: str, filename: str) -> bool:
-    """
-    Whether C{source}'s cached page of C{project} lists the variant wheel
-    C{filename} without the data its pages need (L{pypid.upstream.variant_data}).
-    """
+    """Whether C{source}'s page of C{project} lists variant wheel C{filename} without its data."""
     entry = source.pages.entries.get(project)
     return entry is not None and entry.page is not None and any(
         f.filename == filename for f in entry.page.variant_wheels)
@@ -388,10 +347,7 @@ def _without_data(source: UpstreamSource, project: str, filename: str) -> bool:
 
 def _kept_unlisted(composed: ComposedIndex, sides: Mapping[str, SourceSide], project: str,
                    filename: str) -> tuple[FileRecord, UpstreamSource] | None:
-    """
-    The kept file C{filename} of C{project}, which no page lists, and the
-    upstream that keeps it; L{None} when none keeps it.
-    """
+    """The kept file C{filename} of C{project} that no page lists, and its upstream, or L{None}."""
     for asked in composed.upstreams(project):
         source = sides[asked.name].source
         record = source.files.kept(filename)
