@@ -1,26 +1,19 @@
 """
-The ordered container of the daemon's parts.
+The ordered container of the daemon's parts (L{Parts}). Twisted's
+L{MultiService} does not wait for one child before starting the next;
+pypid's order matters: the listeners open only once the index is loaded,
+the snapshot timer and the sync begin once they listen, and a stop must
+close the listeners and finish the requests in flight before the last
+snapshot is taken, and that before the thread pools that write it stop.
 
-Twisted's L{MultiService} starts its children all at once and in no
-promised order (it keeps them in a list, but does not wait for one before
-the next); pypid's start-up order matters: the listeners open only once the
-index is loaded (a client never sees a half-empty index), the snapshot
-timer and the sync begin once they listen, and a stop must close the
-listeners and finish the requests in flight before the last snapshot is
-taken, and that before the thread pools that write it stop. So the order
-is data: L{Parts} starts each part in turn, waiting for a part whose
-C{startService} returns a L{Deferred}, and stops the parts it started in
-reverse, each after the one started after it.
+A start-up failure is one line: a part raises (or fails with)
+L{StartupError}, and L{Parts} logs it as the one critical line and stops
+the process with exit status 1, so a supervisor such as systemd sees it.
+Any other failure is a bug: its traceback is logged, then the same line.
 
-A part is any L{IService}. Start-up failures are one line: a part raises
-(or fails with) L{StartupError} saying what went wrong, and L{Parts}
-logs it as the one critical line and stops the process with exit status
-1, so a supervisor such as systemd sees the failure. A part that fails in
-another way is a bug: its traceback is logged once, then the same line.
-
-C{SIGHUP} (L{Parts.reload}) reads the configuration again and offers it to
-every part that provides L{IReloadable}: all prepare first, then all take
-it, so a reload is taken whole or not at all.
+C{SIGHUP} (L{Parts.reload}) offers the configuration read again to every
+part that provides L{IReloadable}: all prepare first, then all take it, so
+a reload is taken whole or not at all.
 """
 
 from __future__ import annotations
@@ -48,9 +41,7 @@ class Parts(Service):
     """
     Starts the parts in order and stops them in reverse.
 
-    @ivar ready: a L{Deferred} that fires once every part started (never,
-        after a start-up failure).
-    @ivar failed: whether start-up failed.
+    @ivar ready: fires once every part started (never, after a start-up failure).
     """
 
     def __init__(self, parts: Sequence[tuple[str, IService]], reactor: IReactorCore, *,
@@ -60,20 +51,17 @@ class Parts(Service):
                  reloaded: Callable[[str, str], None] | None = None) -> None:
         """
         @param parts: C{(name, part)} of each part, in the order they start;
-            a part's name is what the log says of it, and what
-            L{getServiceNamed} finds it by.
-        @param reactor: stopped after a start-up failure.
+            the name is what the log says of it (and L{getServiceNamed}).
         @param exit_on_failure: make the process exit with status 1 after
             a start-up failure (a real process only, never inside tests).
         @param load_config: C{load_config() -> Config}, reading the
             configuration as start-up did, for L{reload}; L{None} when
             nothing reloads.
         @param config: the configuration the parts were built of: a reload
-            that changes one of its keys only a restart takes is refused
-            (L{pypid.config.reloading}).
-        @param reloaded: C{reloaded(outcome, detail)} after each reload of
-            the configuration: C{ok} and what was taken, or C{refused} and
-            why (its audit entry, and so its webhook event).
+            that changes one of its keys only a restart takes is refused.
+        @param reloaded: C{reloaded(outcome, detail)} after each reload:
+            C{ok} and what was taken, or C{refused} and why (its audit
+            entry, and so its webhook event).
         """
         self._parts = tuple(parts)
         if len(dict(self._parts)) != len(self._parts):
@@ -137,8 +125,8 @@ class Parts(Service):
     def fatal(self, message: str) -> None:
         """
         Stop the process after an error at start-up, with one critical log
-        line and exit status 1 (twistd itself always exits with 0 after a
-        clean reactor stop, so the status is set once its cleanup is done).
+        line and exit status 1 (set once twistd's cleanup is done: twistd
+        itself exits with 0 after a clean reactor stop).
         """
         self.failed = True
         log.critical("{problem}", problem=message)
@@ -154,11 +142,10 @@ class Parts(Service):
     def reload(self) -> None:
         """
         What C{SIGHUP} (C{systemctl reload}) does: read the configuration
-        again and offer it to every part that takes something from it
-        (users, rules, tokens, publishers, who may scrape, the page cache's
-        size); the files a part read at the start (the C{[tls]} ones) are
-        read again even when the configuration cannot be used. Connections
-        and uploads in flight go on; the signal never stops the server.
+        again and offer it to every part that takes something from it; the
+        files a part read at the start (the C{[tls]} ones) are read again
+        even when the configuration cannot be used. Connections and uploads
+        in flight go on; the signal never stops the server.
         """
         config = None
         refusal = None
@@ -190,20 +177,16 @@ class Parts(Service):
             log.info("Received SIGHUP: nothing to reload")
 
     def _prepare(self, config: Config | None) -> list[Callable[[], str | None]]:
-        commits = []
-        for _, part in self._parts:
-            if IReloadable.providedBy(part):
-                commit = part.prepare_reload(config)
-                if commit is not None:
-                    commits.append(commit)
-        return commits
+        commits = (part.prepare_reload(config) for _, part in self._parts
+                   if IReloadable.providedBy(part))
+        return [commit for commit in commits if commit is not None]
 
 
 def _told(error: StartupError) -> str:
     """
-    What a refused reload's entry says, and so its webhook event, which
-    leaves the server: the sections and keys at fault, never the line the
-    log has (a path, a user's name, a value).
+    What a refused reload's entry (and webhook event, which leaves the
+    server) says: the sections and keys at fault, never the log's line (a
+    path, a user's name, a value).
     """
     return f"{error.named or 'the configuration'}: refused; the server's log says why"
 

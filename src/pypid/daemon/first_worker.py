@@ -1,24 +1,18 @@
 """
 A machine's first workers, forked from C{twistd pypid} before the machine
 is set up (L{fork}), so that a machine's start is not two Python starts
-one after the other.
+one after the other: a worker the lean supervisor spawns imports Twisted,
+the configuration's code and the server's parts only once C{twistd pypid}
+had imported most of the same and set the machine up (on an empty folder
+a machine of two answered 1.96 times as late as one process, its second
+worker up 2.95 times). A forked child imports the server's parts while
+its parent sets the machine up, then waits for its role (L{Forked.give})
+and runs C{twistd} again as that worker (1.22 and 1.27 times). One is
+forked a core; the others, and any started again, start anew.
 
-A worker started by the lean supervisor is a new interpreter: Twisted's
-C{twistd}, the configuration's code and the server's parts, about one
-process's whole start, which began only once C{twistd pypid} had imported
-most of the same and set the machine up (an empty folder: a machine of two
-answered 1.96 times as late as one process, its second worker up 2.95
-times). A fork keeps what C{twistd pypid} imported; the child imports the
-server's parts while its parent sets the machine up and hands over, then
-waits for its role (L{Forked.give}: the worker's environment and its
-descriptors, over a Unix socket) and runs C{twistd} again in the same
-process as that worker (1.22 and 1.27 times). One is forked a core; the
-other workers, and any started again, are started anew.
-
-It is done only where twistd leaves the process as it is and nothing of
-it would follow the child that a spawned worker has not (L{may_fork}). A
-child whose parent ended before giving it a role (a refused start) ends
-without a word. This module is of the standard library alone: the lean
+Only where nothing of this process would follow the child that a spawned
+worker has not (L{may_fork}). A child whose parent ended before giving it
+a role ends without a word. The standard library alone: the lean
 supervisor gives the role.
 """
 
@@ -49,12 +43,10 @@ def may_fork(twistd: Mapping[str, Any] | None, modules: Mapping[str, object] = s
              trace: Callable[[], object] = sys.gettrace) -> bool:
     """
     Whether a worker may be forked here: C{twistd}'s options leave the
-    process as it is once its service is made (in the foreground; no
-    user, group, root, folder or umask to change to: a daemon forks again
-    and its parent exits), and nothing of this process would follow the
-    child that a spawned worker has not: the reactor (made already when
-    twistd was given C{--reactor}), the debugger's post-mortem
-    (C{--debug}), a trace (C{--spew}).
+    process as it is once its service is made (in the foreground; no user,
+    group, root, folder or umask to change to), and nothing of this process
+    would follow the child that a spawned worker has not: the reactor (made
+    already by C{--reactor}), C{--debug}'s post-mortem, a trace (C{--spew}).
     """
     return (twistd is not None and bool(twistd.get("nodaemon")) and not twistd.get("debug")
             and not twistd.get("uid") and not twistd.get("gid") and not twistd.get("chroot")
@@ -68,7 +60,6 @@ class Forked:
     A worker forked and waiting for its role: what its parent (and the
     lean supervisor after it) holds of it.
 
-    @ivar pid: its process.
     @ivar role: the socket its role is given on.
     @ivar pipes: the read end of each of its pipes, by its descriptor there.
     @ivar stdin: the write end of its standard input, held, never written.
@@ -139,9 +130,9 @@ def given_role(waiting: list[Forked], command: Command,
                log: Callable[[str, str], object]) -> Forked | None:
     """
     The first of C{waiting} that takes C{command}'s role (L{Forked.give}),
-    each tried taken out of C{waiting}; L{None} when none is left, and the
-    worker is started anew. One gone meanwhile, or holding too few places
-    for the role's descriptors, is logged (C{log(level, text)}) and let go.
+    each tried taken out of C{waiting}; L{None} when none is left (the
+    worker starts anew). One gone meanwhile, or holding too few places for
+    the role's descriptors, is logged and let go.
     """
     while waiting:
         forked = waiting.pop(0)
@@ -164,11 +155,10 @@ def given_role(waiting: list[Forked], command: Command,
 
 def fork(prepare: Callable[[], object], reserved: int) -> Forked | None:
     """
-    Fork a worker. In this process: its L{Forked} (or L{OSError}: none
-    could be forked). In the child: L{None}, once C{prepare()} ran and the
-    role came, with the environment, the descriptors and the signals as a
-    spawned worker has them; or, when its parent ended first, or anything
-    failed, the child exits.
+    Fork a worker. In this process: its L{Forked} (or L{OSError}). In the
+    child: L{None}, once C{prepare()} ran and the role came, with the
+    environment, the descriptors and the signals as a spawned worker has
+    them; when its parent ended first, or anything failed, the child exits.
 
     @param reserved: how many descriptors after L{READY_FD} the role
         places: held (on C{/dev/null}) while C{prepare()} runs, so that
@@ -245,10 +235,7 @@ def _place(placed: Mapping[int, int]) -> None:
 
 
 def _take_role(role: int) -> list[int]:
-    """
-    Wait for the role on C{role}, and take it: its descriptors' places
-    (or exit: no role will come).
-    """
+    """Wait for the role on C{role}, and take it: its descriptors' places (or exit: none came)."""
     with socket.socket(fileno=role) as sock:
         try:
             message, fds, _, _ = socket.recv_fds(sock, _LARGEST_ROLE, 256)

@@ -1,10 +1,9 @@
 """
 The last part of C{twistd pypid} as a machine's supervisor (L{Handover}):
-once every other part has done what needs the configuration and Twisted
-(the ports checked, the folders locked and swept, the sockets, the ring
-and the configuration in force made), it replaces the process with the
-lean supervisor (L{pypid.daemon.lean}), handing it what it keeps open
-and how to start a worker, as one JSON document in a memory file.
+once every other part has done what needs the configuration and Twisted,
+it replaces the process with the lean supervisor (L{pypid.daemon.lean}),
+handing it what it keeps open and how to start a worker, as one JSON
+document in a memory file.
 
 The same process goes on (C{exec}): twistd has written its pidfile and,
 as a daemon, left its terminal; systemd's main process is still this
@@ -45,10 +44,9 @@ def worker_args(executable: str, arguments: Sequence[str]) -> list[str]:
 
 def twistd_log(twistd: Mapping[str, Any] | None) -> dict[str, str] | None:
     """
-    Where twistd logs, from its options, for the lean process to log
-    there too: C{{"syslog": prefix}} (C{--syslog}), C{{"file": path}}
-    (C{--logfile}, or C{twistd.log} for a daemon), or L{None}: standard
-    output.
+    Where twistd logs, for the lean process to log there too: C{{"syslog":
+    prefix}} (C{--syslog}), C{{"file": path}} (C{--logfile}, or
+    C{twistd.log} for a daemon), or L{None}: standard output.
     """
     if twistd is None:
         return None
@@ -65,10 +63,9 @@ def plan(*, count: int, at_once: int, hang_after: float, arguments: Sequence[str
          twistd: Mapping[str, Any] | None, executable: str = sys.executable) -> dict[str, Any]:
     """
     What the lean process is told beside its descriptors: how many
-    workers, how to start one (the options of C{twistd pypid}, its
-    C{arguments}) and how to check a C{SIGHUP} (the configuration file
-    and the overrides of its C{options}), its title, its log and pidfile
-    (twistd's own options, or L{None}), and systemd's socket.
+    workers, how to start one (with C{arguments}) and how to check a
+    C{SIGHUP} (the configuration file and the overrides of C{options}),
+    its title, its log and pidfile (from C{twistd}), and systemd's socket.
     """
     notifier = Notifier.from_environ(environ)
     env = {key: value for key, value in environ.items() if key not in SYSTEMD_ENV}
@@ -98,10 +95,8 @@ class Handover(Service):
                  exec_: Callable[[str, list[str]], object] = os.execv,
                  forked: Sequence[Forked] = ()) -> None:
         """
-        @param planned: what L{plan} made.
         @param descriptors: the ring's (C{ring}), the configuration in
             force's (C{config}) and the lane's (C{lane}).
-        @param exec_: C{os.execv}.
         @param forked: the workers forked and waiting for their roles
             (L{pypid.daemon.first_worker}), which the lean process gives them.
         """

@@ -1,28 +1,22 @@
 """
 The listening sockets of a machine's workers (L{WorkerSockets}): the
 supervisor opens each line of C{[pypid] listen} and never accepts on them;
-each worker accepts on the sockets it is given (L{adopted}: Twisted's
-adopted endpoints).
+each worker accepts on the sockets it is given (L{adopted}).
 
-A TCP line (C{tcp:}, C{tcp6:}, C{https:}, C{http-redirect:}) is a group of
-sockets, one per worker, bound to one address with C{SO_REUSEPORT}: the
-kernel spreads the connections over them evenly and wakes only the worker
-whose socket a connection came to (the busiest of 4 workers took 0.30 of
-64 kept-alive connections, against 0.58 on one shared socket).
+A TCP line is a group of sockets, one per worker, bound to one address
+with C{SO_REUSEPORT}: the kernel spreads the connections over them evenly
+and wakes only the worker whose socket a connection came to (the busiest
+of 4 workers took 0.30 of 64 kept-alive connections, against 0.58 on one
+shared socket). Any other line is one socket all the workers accept on.
 
 The kernel gives a group's socket its share from the moment it listens,
-whether or not anything accepts on it. So a worker's socket is bound by
-the supervisor but listens only once the worker accepts, its indexes
-loaded (L{Inherited.backlog}): a restarted worker held half of the new
-connections 5.7-13 s while it loaded. A group's first socket listens at
-once, as does one opened when none of its group listens, so that a
-machine's first connections wait rather than be refused. A worker that
-ended has its socket closed; one silent has it shut down
-(L{WorkerSockets.silent}), which takes it out of the group though the
-process still holds it, until the worker runs and listens again.
-
-Any other line (a Unix socket, one systemd passed, C{haproxy:}) is one
-socket all the workers accept on.
+so a worker's socket, bound by the supervisor, listens only once the
+worker accepts, its indexes loaded (a restarted worker held half of the
+new connections 5.7-13 s while it loaded); a group's first socket, or one
+opened when none of its group listens, listens at once, so that the
+first connections wait rather than be refused. A worker that ended has
+its socket closed; a silent one has it shut down (L{Sockets.silent}), out
+of the group until the worker runs and listens again.
 """
 
 from __future__ import annotations
@@ -79,8 +73,7 @@ def _family(port: IListeningPort) -> int:
 class WorkerSockets:
     """
     Opens the sockets of every line of C{[pypid] listen} for a machine's
-    workers (see the module), held in L{held} until the hand-over to the
-    lean supervisor (L{pypid.daemon.handover}).
+    workers (see the module), held in L{held} until the hand-over.
     """
 
     _config: Config
@@ -94,11 +87,7 @@ class WorkerSockets:
         return Sockets(list(self._config.server.listen))
 
     async def open(self) -> None:
-        """
-        Open every line's sockets, in order.
-
-        @raise StartupError: for a line that cannot be listened on.
-        """
+        """Open every line's sockets, in order (or L{StartupError})."""
         for description in self._config.server.listen:
             address = parse_listen_address(description)
             endpoint = endpoint_of(self._config, self._reactor, address)
@@ -130,11 +119,7 @@ class WorkerSockets:
         fires when the shared ports have stopped (a Unix socket's file is gone).
         """
         self.held.close()
-        stopped: list[Deferred[None]] = []
-        for port in self._ports:
-            done = port.stopListening()
-            if done is not None:
-                stopped.append(done)
+        stopped = [done for port in self._ports if (done := port.stopListening()) is not None]
         self._ports.clear()
         return gatherResults(stopped)
 
@@ -142,7 +127,7 @@ class WorkerSockets:
 class _Rejoining(tcp.Port):
     """
     A worker's port on its own socket of a TCP line. The supervisor shuts
-    that socket down while the worker is silent (L{WorkerSockets.silent});
+    that socket down while the worker is silent (L{Sockets.silent});
     the worker's reactor then finds it closed (C{EPOLLHUP}, or readable
     and not listening) once it runs again, and this port listens again on
     its address rather than end: back in its group.

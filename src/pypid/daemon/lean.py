@@ -1,25 +1,16 @@
 """
-The supervisor's process of a machine (C{[pypid] workers} above 1), once
-C{twistd pypid} has set it up: a loop of the standard library that starts
-and watches the workers (L{pypid.daemon.workers.Supervisor}), and nothing
-else.
+The supervisor's process of a machine (C{[pypid] workers} above 1): a loop
+of the standard library that starts and watches the workers
+(L{pypid.daemon.workers.Supervisor}), and nothing else. C{twistd pypid}
+does what needs the configuration and Twisted once, then replaces itself
+with this process (L{pypid.daemon.handover}: the same process id, so
+twistd's pidfile and systemd's main process stay true).
 
-C{twistd pypid} does what needs the configuration and Twisted once, before
-any worker starts (the check of the ports, the start notes, the folders'
-locks and sweep, the listening sockets, the ring and the configuration in
-force), then replaces itself with this process (L{pypid.daemon.handover}:
-the same process id, so twistd's pidfile and systemd's main process stay
-true). What it hands over is one JSON document, L{Handover}: the
-descriptors it keeps open (the sockets, the ring, the configuration, the
-folders' locks) and how to start a worker.
-
-Here: the workers' processes (C{posix_spawn}, their descriptors placed),
-their heartbeats and restarts, the sockets of their groups
-(L{pypid.daemon.socket_groups}), the ring's counts of workers, C{SIGHUP}
-(checked by a short-lived child, L{pypid.daemon.reload_check}, which
-imports the configuration's code so that this process does not), the stop
-on C{SIGTERM} or C{SIGINT}, systemd's notifications, the process's title
-and its log. Importing Twisted's reactor alone costs a supervisor 31 MiB of
+Here: the workers' processes, their sockets' groups, the ring's counts of
+workers, C{SIGHUP} (checked by a short-lived child,
+L{pypid.daemon.reload_check}, so that this process does not import the
+configuration's code), the stop, systemd's notifications, the title and
+the log. Importing Twisted's reactor alone costs a supervisor 31 MiB of
 RSS, the configuration 17 more; this process holds about 20.
 """
 
@@ -38,12 +29,7 @@ from typing import Any, TextIO
 from pypid.daemon.first_worker import Forked, given_role
 from pypid.daemon.lean_loop import Loop, Processes, Spawned
 from pypid.daemon.socket_groups import CannotListen, Inherited, Sockets
-from pypid.daemon.workers import (
-    Command,
-    Pace,
-    StartFailed,
-    Supervisor,
-)
+from pypid.daemon.workers import Command, Pace, StartFailed, Supervisor
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topic_table import Topic, tell
 
@@ -67,11 +53,10 @@ ROTATE_AT = 1_000_000
 def worker_command(worker: Mapping[str, Any], number: int, count: int, ring: int, config: int,
                    lane: int, given: Sequence[Inherited]) -> Command:
     """
-    How worker C{number} of C{count} is started: C{worker}'s executable,
-    arguments and environment (L{pypid.daemon.handover}, which left out
-    systemd's variables), told its role (L{WORKER_ENV}), with the ring,
-    the configuration in force, the lane and its C{given} sockets placed
-    from L{RING_FD} on.
+    How worker C{number} of C{count} is started: C{worker}'s command
+    (L{pypid.daemon.handover.plan}), told its role (L{WORKER_ENV}), with the
+    ring, the configuration in force, the lane and its C{given} sockets
+    placed from L{RING_FD} on.
     """
     inherited = {RING_FD: ring, CONFIG_FD: config, LANE_FD: lane}
     sockets = []
@@ -164,10 +149,9 @@ class Log:
 
 def notify(address: str | None, *states: str) -> OSError | None:
     """
-    Send C{states} to systemd in one datagram (see L{pypid.daemon.systemd},
-    whose notifier sends with this); nothing without an C{address}. A
-    manager that is gone is returned, never raised: the server goes on
-    without it.
+    Send C{states} to systemd in one datagram (L{pypid.daemon.systemd});
+    nothing without an C{address}. A manager that is gone is returned,
+    never raised: the server goes on without it.
     """
     if not address:
         return None
@@ -213,8 +197,6 @@ class Machine:
             on_change=self._changed, on_ready=self._ready, on_hung=self._sockets.shut,
             on_silent=self._silent)
 
-    # -- the workers ------------------------------------------------------------------------
-
     def _command(self, number: int) -> Command:
         """Worker C{number}'s command, with its sockets (its own opened anew after its end)."""
         try:
@@ -228,9 +210,8 @@ class Machine:
     def _spawn(self, command: Command, output: Callable[[int, bytes], None],
                ended: Callable[[str], None]) -> Spawned:
         """
-        Start a worker: one C{twistd pypid} forked is given its role
-        (L{pypid.daemon.first_worker}) while one waits; the others are
-        started anew.
+        Start a worker: give its role to a C{twistd pypid} forked while one
+        waits (L{pypid.daemon.first_worker}), else start it anew.
         """
         forked = given_role(self._forked, command, self._log)
         if forked is not None:
@@ -258,8 +239,6 @@ class Machine:
 
     def _ready(self) -> None:
         notify(self._notify, "READY=1", f"STATUS=Serving with {self._count} workers")
-
-    # -- the process ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Take the signals, and start the workers."""
@@ -294,8 +273,8 @@ class Machine:
         """
         C{SIGHUP}: a child checks the configuration and takes it into the
         configuration in force (L{pypid.daemon.reload_check}), or records
-        its refusal there; then every worker is told. Signals that come meanwhile are folded
-        into one more check after it.
+        its refusal there; then every worker is told. Signals that come
+        meanwhile are folded into one more check after it.
         """
         if not self.supervisor.running:
             return

@@ -15,6 +15,7 @@ import selectors
 import signal
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
@@ -45,10 +46,7 @@ class _Timer:
 
 
 class Loop:
-    """
-    The supervisor's event loop: descriptors to read, calls to come and
-    signals, over C{selectors}.
-    """
+    """The supervisor's event loop: descriptors to read, calls to come and signals."""
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
@@ -88,11 +86,9 @@ class Loop:
         signal.signal(signum, lambda number, frame: self._signals.append(number))
 
     def _woken(self) -> None:
-        try:
+        with suppress(BlockingIOError):
             while os.read(self._wake_read, 512):
                 pass
-        except BlockingIOError:
-            pass
 
     def run(self) -> None:
         """Run until L{stop}."""
@@ -159,10 +155,8 @@ class Spawned:
     def signal(self, signum: int) -> None:
         """Send it C{signum} (nothing once it was reaped)."""
         if not self.done:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def _read(self, child_fd: int, last: bool = False) -> None:
         """Read what C{child_fd}'s pipe holds; empty (or C{last} and nothing now): closed."""
@@ -248,7 +242,6 @@ class Processes:
             else:
                 placed[0] = stdin
                 ours.append(stdin)
-                keep = -1
             placed.update(command.inherited)
             moved = lifted(placed)
             ours.extend(moved.values())
@@ -269,8 +262,8 @@ class Processes:
               ended: Callable[[str], None], held: int = -1) -> Spawned:
         """
         Take C{pid}, a child of this process started otherwise, as one
-        L{spawn} started: C{pipes} (its descriptor to the read end here)
-        read into C{output}, C{held} closed once it was reaped.
+        L{spawn} started: C{pipes} (its descriptor: the read end here) read
+        into C{output}, C{held} closed once it was reaped.
         """
         child = Spawned(self._loop, pid, pipes, output, ended, held)
         self._children[pid] = child

@@ -1,22 +1,17 @@
 """
-The listeners of C{[pypid] listen}, as one part of the daemon.
+The listeners of C{[pypid] listen}, as one part of the daemon (L{Listeners},
+made by L{make_listeners}). It starts once the index is loaded (a client
+never sees a half-empty index) and stops first of the subsystems: the
+listeners close, then the requests under way finish (with a deadline),
+then the parts before it stop, so the last snapshot holds every change a
+client could still make.
 
-It starts once the index is loaded (so a client never sees a half-empty
-index) and stops first of the subsystems: the listeners close, then the
-requests under way finish (L{Listeners.stopService}, with a deadline),
-then the parts before it stop: the last snapshot then holds every change
-a client could still make.
-
-C{https:} listeners come first and read the C{[tls]} files as they start;
-C{http-redirect:} listeners open only once every C{https:} one listens;
-any other line is a Twisted endpoint serving the site.
-
-Before anything else starts, L{ListenCheck} binds each TCP port for a moment
-and lets it go: a port that is taken stops start-up with the
-same line before the storage, the snapshot or any other file is written
-(it wrote an empty index's folders wherever it was started, and then
-could not listen). It binds a plain socket, not a Twisted listener, whose
-C{(TCP Port 8080 Closed)} in the start log read as if the port were closed.
+Before anything else starts, L{ListenCheck} binds each TCP port for a
+moment: a port that is taken stops start-up before the storage, the
+snapshot or any other file is written (it wrote an empty index's folders
+wherever it was started, and then could not listen). It binds a plain
+socket, not a Twisted listener, whose C{(TCP Port 8080 Closed)} in the
+start log read as if the port were closed.
 """
 
 from __future__ import annotations
@@ -29,12 +24,8 @@ from typing import TYPE_CHECKING, NoReturn, cast
 from twisted.application.service import Service
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
-from twisted.internet.endpoints import (
-    TCP4ServerEndpoint,
-    TCP6ServerEndpoint,
-    serverFromString,
-)
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -51,15 +42,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pypid.config import Config
-from pypid.config.server_settings import (
-    HTTP_REDIRECT,
-    HTTPS,
-    ListenAddress,
-    parse_listen_address,
-)
+from pypid.config.server_settings import HTTP_REDIRECT, HTTPS, ListenAddress, parse_listen_address
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.daemon.socket_groups import in_use_hint
+from pypid.jobs.gather import gather
 from pypid.jobs.run import Run
 from pypid.tls import Held, ServerTLS, TLSError, held_texts
 
@@ -77,20 +64,15 @@ DRAIN_POLL = 0.05
 
 
 class IListeningReactor(IReactorCore, IReactorTCP, IReactorSSL, IReactorTime):
-    """
-    What the listeners use of the reactor: endpoints on it (TCP, TLS and
-    those C{serverFromString} makes) and its clock.
-    """
+    """What the listeners use of the reactor: endpoints on it and its clock."""
 
 
 def url_of(description: str, address: object, base_url: str | None = None) -> str | None:
     """
     The URL a person opens to reach a listener of C{description} bound to
-    C{address} (its C{getHost()}): C{[pypid] base_url} where it is set (the
-    name a certificate or a proxy answers to, where the bound address may
-    fail a browser's check); else C{https} for an C{https:} listener,
-    C{http} for the others, a wildcard address as this machine's loopback.
-    L{None} for a listener without an IP address (a Unix socket).
+    C{address}: C{[pypid] base_url} where set (the name a certificate or a
+    proxy answers to); else the bound address, a wildcard as this
+    machine's loopback. L{None} for a listener without an IP address.
     """
     if base_url is not None:
         return base_url
@@ -118,8 +100,7 @@ class ListenerService(Service):
     """
     Listens on one endpoint while running.
 
-    @ivar listening: a L{Deferred} that fires when listening started, or
-        fails with L{ListenFailed}.
+    @ivar listening: fires when listening started, or fails with L{ListenFailed}.
     """
 
     def __init__(self, endpoint: IStreamServerEndpoint, description: str,
@@ -127,18 +108,15 @@ class ListenerService(Service):
                  after: Iterable[Deferred[IListeningPort]] = (),
                  probe: tuple[int, str] | None = None, base_url: str | None = None) -> None:
         """
-        @param probe: C{(port, interface)} of a TCP listener, which
-            L{ListenCheck} binds for a moment before start-up writes
-            anything; L{None} for another kind (a Unix socket, one systemd
-            passes) or port 0.
-        @param prepare: called before listening, such as
-            L{pypid.tls.ServerTLS.load}; a L{TLSError} it raises fails
-            C{listening} with its message, and nothing listens.
+        @param probe: C{(port, interface)} of a TCP listener, for
+            L{ListenCheck}; L{None} for another kind or port 0.
+        @param prepare: called before listening (L{pypid.tls.ServerTLS.load});
+            a L{TLSError} it raises fails C{listening}, and nothing listens.
         @param after: the C{listening} L{Deferred}s of listeners this one
             waits for: it opens only once they all listen, and never if one
             fails (a redirect to HTTPS never opens without the HTTPS listener).
         @param base_url: C{[pypid] base_url}, the URL the start log gives to
-            open, where set (L{url_of}); L{None} for a redirect's listener.
+            open (L{url_of}); L{None} for a redirect's listener.
         """
         self.endpoint = endpoint
         self.description = description
@@ -203,11 +181,8 @@ PortCheck = Callable[[int, str], None]
 def bind_for_a_moment(port: int, interface: str) -> None:
     """
     Bind and listen on C{interface}:C{port} as Twisted's TCP listener would
-    (the same address family, C{SO_REUSEADDR} on POSIX, so a port in
-    C{TIME_WAIT} passes here as it does there), then close the socket.
-
-    @raise CannotListenError: as Twisted's, for a port taken or an address
-        this machine does not have.
+    (C{SO_REUSEADDR} on POSIX, so a port in C{TIME_WAIT} passes here as it
+    does there), then close the socket; or raise L{CannotListenError}.
     """
     family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
     try:
@@ -222,18 +197,14 @@ def bind_for_a_moment(port: int, interface: str) -> None:
 
 class ListenCheck(Service):
     """
-    Binds each TCP port of the listeners for a moment, and lets it go, as
-    the first part to start: a port taken (or an address this machine does
-    not have) stops start-up with C{Cannot listen on <endpoint>: <error>}
-    before anything is written. The listeners themselves open
-    only once the index is loaded. Nothing is logged of a port that is free.
+    Binds each TCP port of the listeners for a moment, as the first part to
+    start: a port taken (or an address this machine does not have) stops
+    start-up with C{Cannot listen on <endpoint>: <error>} before anything
+    is written.
     """
 
     def __init__(self, check: PortCheck, probes: Iterable[tuple[str, int, str]]) -> None:
-        """
-        @param check: binds one port for a moment (L{bind_for_a_moment}).
-        @param probes: C{(description, port, interface)} of each TCP listener.
-        """
+        """@param probes: C{(description, port, interface)} of each TCP listener."""
         self._check = check
         self._probes = list(probes)
 
@@ -253,23 +224,16 @@ class ListenCheck(Service):
 class Listeners(Service):
     """
     Every listener of the server: opened together (a failure of one stops
-    start-up: C{Cannot listen on <endpoint>: <error>}), closed together,
-    then the requests in flight finished; on C{SIGHUP}, the C{[tls]} files
-    are read again.
+    start-up), closed together, then the requests in flight finished; on
+    C{SIGHUP}, the C{[tls]} files are read again.
 
-    @ivar listeners: the L{ListenerService}s, C{https:} ones first.
     @ivar tls: the L{ServerTLS} of the C{https:} listeners, or L{None}.
     """
 
     def __init__(self, listeners: Iterable[ListenerService], tls: ServerTLS | None,
                  counter: ConnectionCounter, clock: IReactorTime,
                  check_port: PortCheck = bind_for_a_moment) -> None:
-        """
-        @param counter: the site's L{pypid.web.server.connections.ConnectionCounter},
-            which knows the requests in flight.
-        @param clock: provides C{seconds()} and C{callLater}.
-        @param check_port: binds a TCP port for a moment (L{ListenCheck}).
-        """
+        """@param counter: the site's L{ConnectionCounter}, which knows the requests in flight."""
         self.listeners = list(listeners)
         self.tls = tls
         self._counter = counter
@@ -286,33 +250,24 @@ class Listeners(Service):
                     inherited: Mapping[str, IStreamServerEndpoint] | None = None,
                     tls_texts: Held = dict) -> Listeners:
         """
-        The listeners of C{[pypid] listen} serving C{site}.
+        The listeners of C{[pypid] listen} serving C{site} (see L{make_listeners}).
 
-        @param run: C{run(f, *args) -> Deferred} in the I/O pool, where a
-            reload reads the C{[tls]} files.
-        @param check_port: binds a TCP port for a moment (L{ListenCheck}).
-        @param inherited: in a worker of several, see L{make_listeners}.
-        @param tls_texts: see L{make_listeners}.
         @raise StartupError: for an endpoint Twisted cannot use (one line).
         """
         listeners, tls = make_listeners(config, reactor, site, run, inherited, tls_texts)
         return cls(listeners, tls, site.counter, reactor, check_port)
 
-    def startService(self) -> Deferred[list[tuple[bool, IListeningPort]]]:
+    def startService(self) -> Deferred[list[IListeningPort]]:
         """Open every listener; fire once all listen, or fail with the first that cannot."""
         Service.startService(self)
         for listener in self.listeners:
             listener.startService()
-        d = DeferredList([listener.listening for listener in self.listeners],
-                         fireOnOneErrback=True, consumeErrors=True)
+        d = gather(listener.listening for listener in self.listeners)
         d.addErrback(self._failed)
         return d
 
     def _failed(self, failure: Failure) -> NoReturn:
-        # (DeferredList's FirstError, of a listener's ListenFailed)
-        first = failure.value
-        assert isinstance(first, FirstError)
-        error = first.subFailure.value
+        error = failure.value
         assert isinstance(error, ListenFailed)
         raise StartupError(f"Cannot listen on {error.description}: {error.reason}")
 
@@ -325,20 +280,18 @@ class Listeners(Service):
 
     async def _drain(self) -> None:
         """
-        Wait, with a deadline (L{DRAIN_TIMEOUT}), for the requests under way
-        when the server stopped listening, and for those a client is about to
-        send on a connection it just opened or was just answered on: an
-        upload or a download in flight is finished rather than cut (and an
-        upload then in the last snapshot), and a connection accepted just
-        before the stop is answered, not dropped. Behind a socket that
-        outlives the server (systemd's socket activation), no client sees a
-        restart.
+        Wait, up to L{DRAIN_TIMEOUT}, for the requests under way when the
+        server stopped listening, and for those a client is about to send on
+        a connection just opened or answered: an upload or a download in
+        flight is finished rather than cut (an upload then in the last
+        snapshot), and a connection accepted just before the stop is
+        answered. Behind a socket that outlives the server (systemd's socket
+        activation), no client sees a restart.
         """
-        counter = self._counter
         clock = self._clock
 
         def in_flight() -> int:
-            return counter.in_flight(clock.seconds())
+            return self._counter.in_flight(clock.seconds())
 
         if not in_flight():
             return
@@ -352,13 +305,11 @@ class Listeners(Service):
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
         """
-        Read the C{[tls]} files again (whether the configuration could be
-        read or not). They are no part of the configuration's reload, taken
-        whole or not at all: the configuration is taken or refused whatever
-        the files hold, and the files whatever the configuration. So the
-        commit only begins their own reload (L{ServerTLS.reload}: read and
-        checked in the pool, then installed), which logs what came of it,
-        and no other part waits on a disk read.
+        Read the C{[tls]} files again, whether the configuration could be
+        read or not: the configuration is taken or refused whatever the files
+        hold, and the files whatever the configuration. So the commit only
+        begins their own reload (L{ServerTLS.reload}: read in the pool, then
+        installed), which logs what came of it; no part waits on the disk.
         """
         if self.tls is None:
             return None
@@ -389,9 +340,7 @@ def endpoint_of(config: Config, reactor: IListeningReactor,
     """
     The endpoint one line of C{[pypid] listen} listens on: TCP for an
     C{https:} or C{http-redirect:} line (the TLS is the factory's), the
-    line's own Twisted endpoint otherwise.
-
-    @raise StartupError: for an endpoint Twisted cannot use (one line).
+    line's own Twisted endpoint otherwise (or L{StartupError}).
     """
     if address.kind in (HTTPS, HTTP_REDIRECT):
         return TCP4ServerEndpoint(reactor, address.port, address.backlog, address.interface)
@@ -403,17 +352,13 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
                    tls_texts: Held = dict) -> tuple[list[ListenerService], ServerTLS | None]:
     """
     The listener services of C{[pypid] listen}, and the L{ServerTLS} of the
-    C{https:} ones (L{None} without any).
+    C{https:} ones (L{None} without any): C{https:} listeners come first and
+    read the C{[tls]} files as they start; C{http-redirect:} ones open only
+    once every C{https:} one listens; any other line is a Twisted endpoint
+    serving C{site} (never a TLS one: the configuration refuses those).
 
-    C{https:} listeners come first and read the C{[tls]} files as they
-    start; C{http-redirect:} listeners open only once every C{https:} one
-    listens; any other line is a Twisted endpoint serving C{site} (never
-    one of Twisted's TLS endpoints: the configuration refuses those).
-
-    @param run: C{run(f, *args) -> Deferred}, where a reload reads the C{[tls]} files.
     @param inherited: in a worker of several, the endpoint of each line's
-        socket, which the supervisor opened (L{pypid.daemon.inherited}); no
-        port is checked before, the supervisor did.
+        socket, which the supervisor opened (and checked).
     @param tls_texts: in a worker of several, the machine's texts of the
         C{[tls]} files (L{pypid.tls.held_texts}); none, the files are read.
     @raise StartupError: for an endpoint Twisted cannot use (one line).
@@ -433,7 +378,10 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
         return endpoint_of(config, reactor, address)
 
     def probe(address: ListenAddress) -> tuple[int, str] | None:
-        return None if inherited is not None else _probe_of(address)
+        """C{(port, interface)} of an C{https:} or C{http-redirect:} line, for L{ListenCheck}."""
+        if inherited is not None or address.port is None:
+            return None
+        return address.port, address.interface
     https = [address for address in addresses if address.kind == HTTPS]
     tls = None
     secure: list[ListenerService] = []
@@ -471,16 +419,10 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
     return secure + others, tls
 
 
-def _probe_of(address: ListenAddress) -> tuple[int, str] | None:
-    """C{(port, interface)} of an C{https:} or C{http-redirect:} line, for L{ListenCheck}."""
-    return None if address.port is None else (address.port, address.interface)
-
-
 def tcp_address(endpoint: IStreamServerEndpoint) -> tuple[int, str] | None:
     """
-    C{(port, interface)} of a Twisted TCP endpoint (C{tcp:}, C{tcp6:}),
-    for L{ListenCheck} and the workers' sockets; L{None} for any other (read from the endpoint's
-    attributes, which Twisted keeps as given).
+    C{(port, interface)} of a Twisted TCP endpoint (C{tcp:}, C{tcp6:}), as
+    given, for L{ListenCheck} and the workers' sockets; L{None} for any other.
     """
     if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
         return endpoint._port, endpoint._interface

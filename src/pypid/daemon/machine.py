@@ -4,27 +4,16 @@ supervisor, which answers nothing itself, and the workers, each a whole
 server over the same folders.
 
 The supervisor's set-up (L{build_supervisor}) takes every hosted index's
-folder (its lock, the sweep of what a crash left), opens every listening
-socket (L{pypid.daemon.inherited.WorkerSockets}), makes the machine's ring
-of changes (L{pypid.machine.ring.ChangeRing}) and the configuration in
-force, then hands all of it over to L{pypid.daemon.lean}, the same process
-running the standard library, C{attrs} and the ring alone
-(L{pypid.daemon.handover}). That one
-starts the workers (L{pypid.daemon.workers.Supervisor}): each runs the
-same C{twistd pypid} with the same options, told by L{WORKER_ENV}
-which worker it is and which of its descriptors are the ring and the
-sockets. systemd hears C{READY=1} once every worker is ready. C{SIGHUP} is
-checked first (L{pypid.daemon.reload_check}: a configuration that cannot
-be read, or a change only a restart takes, is refused for the whole
-machine, as for one process) and then passed to every worker.
+folder, opens every listening socket, makes the machine's ring
+(L{pypid.machine.ring.ChangeRing}) and the configuration in force, then
+hands it all over to the lean supervisor (L{pypid.daemon.lean}), which
+starts the workers, each told by L{WORKER_ENV} which it is.
 
-A worker (L{WorkerRole}) shares the folders through the ring, catches up
-with the others' changes before each request
-(L{pypid.state.catch_up.CatchUp}), serves the snapshot and the journal's
-changes after it (read before it accepts), checks the folders once it
-listens, and says it is ready on L{pypid.daemon.workers.READY_FD}. The
-first worker runs what a machine runs once: the snapshots, the mark of a
-running server, the recycle bins' purges and the retention rules.
+A worker (L{WorkerRole}) catches up with the others' changes before each
+request (L{pypid.state.catch_up.CatchUp}) and says it is ready on
+L{pypid.daemon.workers.READY_FD}. The first worker runs what a machine
+runs once: the snapshots, the running mark, the recycle bins' purges and
+the retention rules.
 """
 
 from __future__ import annotations
@@ -95,11 +84,9 @@ class WorkerRole:
     Which worker of a machine this process is.
 
     @ivar number: from 1; the first runs what the machine runs once.
-    @ivar count: how many workers the machine runs.
-    @ivar ring: the machine's ring of changes, attached as this worker.
     @ivar sockets: its listening sockets, one per line of C{[pypid] listen}.
-    @ivar config: the configuration file's text the machine runs on, which
-        this worker reads instead of the file.
+    @ivar config: the configuration the machine runs on, which this worker
+        reads instead of the file.
     @ivar lane: the machine's lane (L{pypid.machine.topics.Hub}); L{None}
         from a supervisor of before it.
     """
@@ -114,9 +101,8 @@ class WorkerRole:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerRole | None:
         """
-        The role L{WORKER_ENV} gives, or L{None} in a process of its own.
-
-        @raise StartupError: for a value the supervisor did not write.
+        The role L{WORKER_ENV} gives, or L{None} in a process of its own
+        (L{StartupError} for a value the supervisor did not write).
         """
         text = environ.get(WORKER_ENV)
         if not text:
@@ -183,8 +169,8 @@ class Signals(Protocol):
 def take(signals: Signals, signalnum: int) -> None:
     """
     Let C{signalnum} through once its handler is in: a worker starts with
-    it blocked (L{pypid.daemon.workers.HELD}), and one that came meanwhile
-    is taken now. (In a process that never blocked it, nothing changes.)
+    it blocked (L{pypid.daemon.workers.HELD}); one that came meanwhile is
+    taken now.
     """
     signals.pthread_sigmask(signals.SIG_UNBLOCK, [signalnum])
 
@@ -194,8 +180,8 @@ def worker_signals(reactor: IStoppingReactor, signals: Signals = signal) -> None
     A worker's signals, once its reactor runs (Twisted installs its own as
     it starts): C{SIGTERM} stops it once, however often it comes (systemd
     sends it to every process of the unit, and the supervisor passes its
-    own on), and C{SIGINT} is the supervisor's (a terminal's Ctrl-C reaches
-    the whole process group; the supervisor stops the workers).
+    own on), and C{SIGINT} is ignored (a terminal's Ctrl-C reaches the
+    whole process group; the supervisor stops the workers).
     """
     def stop(signum: int, frame: FrameType | None) -> None:
         reactor.callFromThread(_stop_once, reactor)
@@ -207,12 +193,10 @@ def note_usr1(reactor: IReactorFromThreads, signals: Signals = signal) -> None:
     """
     Take C{SIGUSR1} where nothing else does: Python's default stops the
     process without a word, and a log rotation's C{SIGUSR1} (or a
-    C{systemctl kill -s USR1}, which reaches every worker) then stopped the
+    C{systemctl kill -s USR1}, which reaches every worker) stopped the
     server. Run once the reactor runs: twistd, writing its own log file,
-    installs its rotation of it as it starts logging (after the service is
-    made) only where the signal still has its default, and that is kept.
-    Elsewhere the log goes to standard output (a worker's to its
-    supervisor), so there is no file to reopen: the signal is logged.
+    installs its rotation only where the signal still has its default, and
+    that is kept; elsewhere there is no file to reopen: the signal is logged.
     """
     if signals.getsignal(signals.SIGUSR1) == signals.SIG_DFL:
         def noted(signum: int, frame: FrameType | None) -> None:
@@ -248,10 +232,9 @@ def _say(fd: int, line: bytes) -> None:
 
 class Heartbeat(Service):
     """
-    A worker's first part, and the last to stop: beats on L{READY_FD}
-    every L{BEAT} seconds from the reactor, while the worker loads as once
-    it serves, so that its supervisor knows it is not hung
-    (L{pypid.daemon.workers}).
+    A worker's first part, and the last to stop: beats on L{READY_FD} every
+    L{BEAT} seconds, while it loads as once it serves, so that its
+    supervisor knows it is not hung (L{pypid.daemon.workers}).
     """
 
     def __init__(self, clock: IReactorTime, fd: int = READY_FD) -> None:
@@ -275,9 +258,8 @@ class Heartbeat(Service):
 
 class ReadyLine(Service):
     """
-    A worker's last part: says on L{READY_FD} that it serves (its
-    listeners accept), that it is ready once it is, and that it drains
-    when it stops (L{pypid.daemon.workers}).
+    A worker's last part: says on L{READY_FD} that it serves, that it is
+    ready once it is, and that it drains when it stops.
     """
 
     def __init__(self, ready: Callable[[], Deferred[None]], fd: int = READY_FD) -> None:
@@ -306,10 +288,9 @@ class ReadyLine(Service):
 @implementer(IReadDescriptor)
 class SupervisorWatch(Service):
     """
-    A worker's watch on its supervisor: the supervisor holds the other end
-    of the worker's standard input, and when it ends (even by C{kill -9})
-    the worker reads the end of it and stops as C{SIGTERM} stops it, so
-    that no worker outlives its machine, holding its sockets.
+    A worker's watch on its supervisor, which holds the other end of the
+    worker's standard input: when it ends (even by C{kill -9}) the worker
+    stops as C{SIGTERM} stops it, so that none outlives its machine.
     """
 
     def __init__(self, reactor: IStoppingReactor, fd: int = 0) -> None:
@@ -376,11 +357,9 @@ class SocketsPart(Service):
 
 class FoldersPart(Service):
     """
-    Every hosted index's local folder, taken for the machine: created,
-    locked against another server, swept of what a crash left (temporary
-    files, promotions under way) and of what the last run's workers
-    passed each other, before any worker starts; released after they
-    ended.
+    Every hosted index's local folder, taken for the machine before any
+    worker starts (created, locked, swept of what a crash left and of what
+    the last run's workers passed each other); released after they ended.
     """
 
     def __init__(self, folders: Sequence[LocalStorage]) -> None:
@@ -412,9 +391,8 @@ def process_title(worker: WorkerRole | None, config: Config,
                   arguments: Sequence[str]) -> str | None:
     """
     What C{ps} names this process of a machine (L{None}: a server of one
-    process keeps its command line), so an operator tells them apart;
-    the options of C{twistd pypid} follow, so that C{pgrep -f} finds a
-    machine by its configuration file.
+    process keeps its command line); the options of C{twistd pypid}
+    follow, so that C{pgrep -f} finds a machine by its configuration file.
     """
     if worker is not None:
         role = f"worker {worker.number}"
@@ -440,9 +418,6 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
     the hand-over to the lean supervisor (L{pypid.daemon.handover}).
 
     @param arguments: the options of C{twistd pypid}, which every worker runs.
-    @param load_config: C{load_config() -> Config}, for a C{SIGHUP} before
-        the hand-over.
-    @param check_port: binds a TCP port for a moment before anything starts.
     @param options: the parsed options of C{twistd pypid} (the
         configuration file, the overrides), for the check of a C{SIGHUP}.
     @param twistd: twistd's own options (its log file, its pidfile).
@@ -497,9 +472,6 @@ def _folders(config: Config) -> list[StorageConfig]:
 
 def _probes(config: Config, reactor: IListeningReactor) -> list[tuple[str, int, str]]:
     """C{(description, port, interface)} of each TCP line, for the check before the start."""
-    probes = []
-    for description in config.server.listen:
-        bound = tcp_address(endpoint_of(config, reactor, parse_listen_address(description)))
-        if bound is not None:
-            probes.append((description, *bound))
-    return probes
+    return [(description, *bound) for description in config.server.listen
+            if (bound := tcp_address(endpoint_of(config, reactor,
+                                                 parse_listen_address(description)))) is not None]

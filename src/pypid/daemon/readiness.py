@@ -2,22 +2,16 @@
 Whether the server is ready: its index answers with every stored file.
 
 A start from a snapshot serves it at once and checks storage against it
-right after the listeners open (L{pypid.state.loader}); after a clean stop
-the snapshot says what storage holds, so only files changed by hand while
-the server was down wait for the check. After a crash (C{kill -9}, power
-loss) it does not: the uploads, yanks and deletions made since its last
-save are found by the check alone, and until then the upload of a moment
-ago answered C{404} (for 116-142 ms, 300 files copied in by hand) while
-C{/health} already said ready. So:
-  - L{RunningMark}: a file beside the snapshot, made as the server starts
-    and removed once a stop saved the last snapshot; found at a start, it
-    says the last run did not stop cleanly;
-  - L{Readiness}: a part started after the index's, before the listeners.
-    After an unclean stop it begins the check and waits for it, so the
-    listeners open on an index that holds every stored file (0.7 s longer
-    at 100,000 files); after a clean one they open at once. Either way the
-    server is ready (C{/health} answers C{200}, systemd hears C{READY=1})
-    only once the check ended.
+once the listeners open (L{pypid.state.loader}); after a clean stop the
+snapshot says what storage holds. After a crash (C{kill -9}, power loss)
+it does not: the changes since its last save are found by the check
+alone, and until then the upload of a moment ago answered C{404} (for
+116-142 ms, 300 files copied in by hand) while C{/health} said ready. So
+a L{RunningMark} beside the snapshot tells a start that the last run did
+not stop cleanly, and L{Readiness}, a part before the listeners, then
+waits for the check (0.7 s longer at 100,000 files). Either way the
+server is ready (C{/health} answers C{200}, systemd hears C{READY=1}) only
+once the check ended.
 """
 
 from __future__ import annotations
@@ -26,10 +20,11 @@ import os
 from collections.abc import Sequence
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pypid.jobs.gather import gather
 from pypid.state.loader import IndexLoader
 from pypid.state.writer import SnapshotWriter
 
@@ -40,27 +35,19 @@ class RunningMark(Service):
     """
     A file that exists while the server runs: found at a start, the last
     run stopped without saving its last snapshot. Started before the index,
-    stopped after the last snapshot is saved.
+    removed at a stop once the C{writer}'s last save holds the index as it
+    is now.
 
-    After an unclean stop the mark stays until storage was checked against
-    the snapshot: a run stopped before (a C{SIGTERM} during the check, a
-    part that failed to start) saved nothing new, and removing its mark
-    would have the next start open the listeners on the snapshot's index,
-    the uploads of before the crash answering C{404}.
+    After an unclean stop the mark stays until the C{loader} checked
+    storage against the snapshot: a run stopped before (a C{SIGTERM}
+    during the check, a part that failed to start) saved nothing new, and
+    removing its mark would have the next start open the listeners on the
+    snapshot's index, the uploads of before the crash answering C{404}.
 
     @ivar unclean: whether the last run did not stop cleanly (known once started).
     """
 
     def __init__(self, path: str, writer: SnapshotWriter, loader: IndexLoader) -> None:
-        """
-        @param path: the mark's file (beside the snapshot).
-        @param writer: the index's L{SnapshotWriter}: at a stop the mark is
-            removed only if its last save holds the index as it is now
-            (L{SnapshotWriter.saved_up_to_now}).
-        @param loader: the index's L{IndexLoader}: after an unclean stop, the
-            mark is removed only once storage was checked against the
-            snapshot the index was loaded from (C{storage_checked}).
-        """
         self.path = path
         self._writer = writer
         self._loader = loader
@@ -101,19 +88,17 @@ class RunningMark(Service):
 class Readiness(Service):
     """
     Whether every hosted index answers with every stored file (L{ready});
-    after an unclean stop, or in a worker of several, it holds the start
-    until they do (see the module).
+    after an unclean stop it holds the start until they do (see the module).
     """
 
     def __init__(self, loaders: Sequence[IndexLoader], mark: RunningMark | None) -> None:
         """
         @param loaders: every hosted index's L{IndexLoader}, loaded when this
             part starts.
-        @param mark: the L{RunningMark}, started before: whether the last run
-            stopped uncleanly (C{unclean}); L{None} in a worker of several
-            but the first (the first keeps the machine's: the others'
-            checks follow their listening, what the journal's tail did not
-            tell them being changes no worker acknowledged).
+        @param mark: the L{RunningMark}, started before; L{None} in a worker
+            of several but the first (the first keeps the machine's: the
+            others' checks follow their listening, what the journal's tail
+            did not tell them being changes no worker acknowledged).
         """
         self._loaders = tuple(loaders)
         self._mark = mark
@@ -131,10 +116,9 @@ class Readiness(Service):
     def when_ready(self) -> Deferred[None]:
         """
         A L{Deferred} that fires once the start may go on: every index
-        answers with every stored file, or a check of storage failed (the
-        index serves what the snapshot holds, and L{ready} stays false
-        until a later check passes: systemd hears READY, so the service is
-        not killed for a storage that is down a while).
+        answers with every stored file, or a check of storage failed (then
+        L{ready} stays false until a later check passes, yet systemd hears
+        READY: the service is not killed for a storage down a while).
         """
         d: Deferred[None] = Deferred()
         if self._ready:
@@ -155,8 +139,7 @@ class Readiness(Service):
         if not checks:
             self._now_ready(None)
             return None
-        gatherResults([checked for _, checked in checks], consumeErrors=True).addBoth(
-            self._now_ready)
+        gather(checked for _, checked in checks).addBoth(self._now_ready)
         if not (self._mark is not None and self._mark.unclean):
             return None
         for loader, _ in checks:
@@ -166,8 +149,7 @@ class Readiness(Service):
     def _now_ready(self, result: object) -> object:
         if isinstance(result, Failure):
             # (the index serves what the snapshot holds; not ready)
-            failure = result.value.subFailure if isinstance(result.value, FirstError) else result
-            log.failure("Storage was not checked against the snapshot", failure)
+            log.failure("Storage was not checked against the snapshot", result)
             result = None
         self._ready = True
         waiting, self._waiting = self._waiting, []

@@ -1,22 +1,16 @@
 """
-C{SIGHUP} for a machine: the check the lean supervisor
-(L{pypid.daemon.lean}) runs in a short-lived child, so that it never
-imports the configuration's code itself.
-
-C{python -m pypid.daemon.reload_check JSON}, with the
-configuration in force on descriptor L{CONFIG_FD}: the configuration is
-read again as at the start; one that cannot be read, or that changes a
-key only a restart takes, is refused (the reason on standard error, exit
-status 1; the sections and keys at fault, L{ConfigInForce}'s C{refused},
-for the first worker's journal entry; the C{[tls]} files read again all
-the same, as one process does) and the machine goes on with the one in
-force; one that can is
-written into the configuration in force (every worker reads it when the
-supervisor passes the signal on, and a worker started later reads it too),
-and this exits 0. The C{[tls]} files are taken with it when they can be
-served, else the texts in force are kept and the reason is written on
-standard error (the supervisor logs it), exit status 0: as one process
-does, the configuration is taken whatever the files hold.
+C{SIGHUP} for a machine: the check the lean supervisor runs in a
+short-lived child (C{python -m pypid.daemon.reload_check JSON}, the
+configuration in force on L{CONFIG_FD}), so that it never imports the
+configuration's code itself. The configuration is read again as at the
+start; one that cannot be read, or that changes a key only a restart
+takes, is refused: the reason on standard error, exit status 1, the
+sections and keys at fault recorded (for the first worker's journal
+entry), and the machine goes on with the one in force. One that can is
+written into the configuration in force, exit status 0. Either way, as
+one process does, the C{[tls]} files are read again: taken when they can
+be served, else the texts in force kept and the reason written on
+standard error.
 """
 
 from __future__ import annotations
@@ -39,9 +33,8 @@ from pypid.machine.config_in_force import ConfigInForce
 def main(argv: list[str] | None = None, fd: int = CONFIG_FD, err: TextIO = sys.stderr) -> int:
     """
     Check the configuration and take it into the one in force (on C{fd});
-    the exit status. The one argument is JSON: the configuration file
-    (or L{None}), the overrides of C{--set} and C{--listen}, as the
-    supervisor was given them (L{pypid.daemon.handover.plan}).
+    the exit status. The one argument is JSON: the configuration file and
+    the overrides (L{pypid.daemon.handover.plan}).
     """
     given = json.loads((sys.argv[1:] if argv is None else argv)[0])
     path, listen = given["config"], given["listen"]

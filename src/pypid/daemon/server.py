@@ -4,20 +4,18 @@ machine): L{build_service} lists its parts, each built complete by its
 own package's factory, in the order they start
 (L{pypid.daemon.container.Parts} stops them in reverse).
 
-The hosted indexes are L{pypid.state.indexes.IndexRegistry}'s stacks: the
-default's parts keep their names and places; each named hosted index's
-follow the default's of their kind (C{storage:NAME}, C{index:NAME}, ...),
-so that every index loads before the listeners open and saves its last
-snapshot after they closed. The named indexes are served under
-C{/NAME/} (L{pypid.web.serving.index_root}), each from its view, its hosted
-sources and its upstreams. Each named upstream's parts follow C{[upstream]}'s
-(C{upstream:NAME}) and the indexes' loads (C{upstream-state:NAME}: its
-state is read back before the listeners open, and saved after they closed).
+The hosted indexes are L{pypid.state.indexes.IndexRegistry}'s stacks: each
+named index's parts follow the default's of their kind (C{storage:NAME},
+C{index:NAME}, ...), so that every index loads before the listeners open
+and saves its last snapshot after they closed; it is served under
+C{/NAME/} (L{pypid.web.serving.index_root}). Each named upstream's parts
+follow C{[upstream]}'s (C{upstream:NAME}) and the indexes' loads
+(C{upstream-state:NAME}: read back before the listeners open, saved after).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import attrs
@@ -32,13 +30,7 @@ from pypid.core.security.advisories import AdvisoryBoard
 from pypid.daemon.container import Parts
 from pypid.daemon.inherited import adopted
 from pypid.daemon.listeners import IListeningReactor, Listeners, PortCheck, bind_for_a_moment
-from pypid.daemon.machine import (
-    Heartbeat,
-    IStoppingReactor,
-    ReadyLine,
-    SupervisorWatch,
-    WorkerRole,
-)
+from pypid.daemon.machine import Heartbeat, IStoppingReactor, ReadyLine, SupervisorWatch, WorkerRole
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
@@ -64,9 +56,8 @@ from pypid.webhooks.part import WebhookPart
 class IServerReactor(IListeningReactor, IReactorProcess, IStoppingReactor,
                      IReactorSocket):
     """
-    What the server uses of the reactor: the listeners' (core, TCP, TLS and
-    the clock), processes (a machine's workers), calls from other threads
-    (the thread pools, C{SIGHUP}), readers and adopted sockets (a worker's).
+    What the server uses of the reactor: the listeners', processes, calls
+    from other threads, readers and adopted sockets (a worker's).
     """
 
 
@@ -92,18 +83,14 @@ class _MadeParts:
            worker: WorkerRole | None) -> _MadeParts:
         server = config.server
         run = pools.run
-        # (every description is rendered in its children, with a time budget:
-        # a README cannot stop the server; a child idle for a minute
-        # is stopped)
+        # (descriptions render in children, with a time budget: a README cannot stop the server)
         sandbox = ReadmeSandbox(budget=server.description_budget, clock=reactor,
                                 from_thread=lambda call: reactor.callFromThread(call))
-        # (the security advisories every index acts on)
         board = AdvisoryBoard()
         hub = Hub(worker.ring, worker.lane) if worker is not None else LONE
-        # (the one record of every change: what the audit log shows, what
-        # the webhooks deliver, and where the storages shared with other
-        # servers, or workers, tell their changes)
-        # (one client of a bucket for them all: /metrics counts each request once)
+        # (the journal: the one record of every change, for the audit log, the
+        # webhooks and the storages shared with other servers or workers;
+        # one client of a bucket for them all: /metrics counts each request once)
         bucket = SharedBucket.create(config, run, reactor) if config.bucket is not None else None
         journal = make_journal(config, run, reactor, bucket)
         registry = IndexRegistry.from_config(
@@ -121,7 +108,7 @@ class _MadeParts:
                                    if config.bucket is not None else EVERY,
                                    bound=registry.changes_read)
         # (the doorbell: the other workers read the journal before they answer)
-        journal.listen(partial(_ring, hub))
+        journal.listen(lambda entries: hub.publish(Topic.JOURNAL))
         webhooks = WebhookPart.from_config(config, run, reactor, hub.runs_once,
                                            journal, default.storage.s3_timings)
         audit = AuditPart(AuditTrail(journal, reactor))
@@ -133,8 +120,6 @@ class _MadeParts:
         access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run, hub)
         # (each file an upstream takes down is audited)
         log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
-        # (after a crash the index is checked against storage before the
-        # listeners open; either way the server is ready once it was)
         # (a machine's mark is its first worker's; every worker serves its
         # snapshot, and the others' changes after it, and checks once it listens)
         mark = (RunningMark(server.snapshot + ".running", default.writer, default.loader)
@@ -163,27 +148,21 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
                   check_port: PortCheck = bind_for_a_moment,
                   worker: WorkerRole | None = None) -> Parts:
     """
-    The parts of the server of a L{pypid.config.Config}, in the order they
-    start, in their container.
+    The parts of the server of C{config}, in the order they start, in their
+    container (or L{StartupError}: a part cannot be built of it).
 
     @param exit_on_failure: make the process exit with status 1 after a fatal
         start-up error (only for a real process, never inside tests).
-    @param pools: the L{ThreadPools}; by default new ones.
-    @param notifier: the L{pypid.daemon.systemd.Notifier} of a
-        C{Type=notify} unit, or L{None}.
-    @param load_config: C{load_config() -> Config}, reading the
-        configuration again on C{SIGHUP}; L{None} for no reload.
-    @param check_port: binds a TCP port for a moment before anything starts
-        (L{pypid.daemon.listeners.ListenCheck}).
-    @param worker: which worker of a machine this server is
-        (L{pypid.daemon.machine}); L{None} for a server of one process.
-    @raise StartupError: when a part cannot be built from the configuration.
+    @param notifier: the systemd notifier of a C{Type=notify} unit, or L{None}.
+    @param load_config: reading the configuration again on C{SIGHUP};
+        L{None} for no reload.
+    @param worker: which worker of a machine this server is; L{None} for a
+        server of one process.
     """
     pools = pools or ThreadPools.create(reactor, config.server.threads)
     made = _MadeParts.of(config, reactor, pools, worker)
-    sandbox, registry, feed, audit, access = (made.sandbox, made.registry, made.feed, made.audit,
-                                              made.access)
-    default, mark, readiness = registry.default, made.mark, made.readiness
+    registry, feed, audit, readiness = made.registry, made.feed, made.audit, made.readiness
+    default = registry.default
     web = made.web(config, pools.run, reactor)
     listeners = Listeners.from_config(
         config, reactor, web.web.site, pools.run, check_port,
@@ -202,17 +181,17 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         # (where the data is, and the shipped password's warning)
         ("start-notes", StartNotes(config) if worker is None else None),
         ("threads", pools),
-        ("readme-sandbox", sandbox),  # its children stopped once nothing renders
+        ("readme-sandbox", made.sandbox),  # its children stopped once nothing renders
         ("journal", made.journal),  # (closed after the storages that tell their changes in it)
         *parts("storage"),
         ("upstream", default.upstream_part),
         *registry.upstream_parts("upstream"),
         ("audit", audit),
         ("webhooks", made.webhooks),  # (a reader of the journal: stops before it closes)
-        ("access", access),
+        ("access", made.access),
         ("advisories", feed),  # the path checked; unread until advisories-read
         ("advisory-waivers", registry.waivers),  # read before the listeners open
-        ("running-mark", mark),     # removed once the last snapshot is saved
+        ("running-mark", made.mark),  # removed once the last snapshot is saved
         *parts("index"),            # the listeners open once the indexes are loaded
         ("namespace-grants", registry.grants),  # (kept over the indexes loaded)
         ("journal-follower", made.follower),  # (the serials all agree on, read first)
@@ -242,19 +221,13 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
 def _worker_parts(hub: Hub, readiness: Readiness,
                   reactor: IServerReactor) -> Iterator[tuple[str, IService]]:
     """
-    A worker's parts of the machine: it tells its supervisor it is ready
-    (and alive), keeps up with the ring while idle (the throttle's and the
-    logins' news never go round it unread), and stops when the supervisor
-    ends.
+    A worker's parts of the machine: it tells its supervisor it is ready,
+    keeps up with the ring while idle (the throttle's and the logins' news
+    never go round it unread), and stops when the supervisor ends.
     """
     yield "ready-line", ReadyLine(readiness.when_ready)
     yield "ring-reader", Periodic(hub.take, TAKE_EVERY, reactor, "The ring's read")
     yield "supervisor-watch", SupervisorWatch(reactor)
-
-
-def _ring(hub: Hub, entries: Sequence[Entry]) -> None:
-    """Ring the machine's doorbell: entries were written to the journal."""
-    hub.publish(Topic.JOURNAL)
 
 
 def _audit_reload(audit: IJournal, clock: IReactorTime, outcome: str, detail: str) -> None:

@@ -1,11 +1,10 @@
 """
-The listening sockets a machine's supervisor holds for its workers, in
-the standard library alone (the supervisor's process imports nothing
-else but C{attrs} and the ring: L{pypid.daemon.lean}): each one given to a worker (L{Inherited}),
-and a TCP line's group of sockets, one per worker, on one address with
-C{SO_REUSEPORT} (L{Group}). L{pypid.daemon.inherited} says why a
-worker's socket listens only once the worker accepts, and what a silent
-or hung worker's socket does.
+The listening sockets a machine's supervisor holds for its workers, in the
+standard library alone (for L{pypid.daemon.lean}): each one given to a
+worker (L{Inherited}), and a TCP line's group of sockets, one per worker,
+on one address with C{SO_REUSEPORT} (L{Group}). L{pypid.daemon.inherited}
+says why a worker's socket listens only once the worker accepts, and what
+a silent or hung worker's socket does.
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ from typing import Any
 
 def in_use_hint(error: OSError | None) -> str:
     """
-    What a start stopped by a port in use says after the error: the
-    remedy (another address), which a first start on a machine where 8080
-    is taken needs and the README gives far below.
+    What a start stopped by a port in use says after the error: the remedy,
+    which a first start where 8080 is taken needs and the README gives far below.
     """
     if error is None or error.errno != errno.EADDRINUSE:
         return ""
@@ -42,7 +40,6 @@ class Inherited:
 
     @ivar description: its line of C{[pypid] listen}.
     @ivar fileno: its descriptor, in the supervisor (and, passed on, in a worker).
-    @ivar family: its address family (C{AF_INET}, C{AF_INET6}, C{AF_UNIX}).
     @ivar backlog: for a worker's own socket of a TCP line, bound, the
         backlog it listens with when the worker accepts; 0 for a socket
         already listening.
@@ -82,10 +79,9 @@ class Group:
                 if self.port:
                     sock = self._bound(self.port)
                 else:
-                    # (a line that asked for any port: every member on the
-                    # first's, bound by its number, which a socket bound to
-                    # port 0 would give up when shut down and listen again
-                    # on another)
+                    # (a line that asked for any port: every member on the first's,
+                    # by its number, which a socket bound to port 0 would give up
+                    # when shut down and listen again on another)
                     with self._bound(0) as first:
                         self.port = first.getsockname()[1]
                         sock = self._bound(self.port)
@@ -138,11 +134,9 @@ class Group:
 @dataclass(eq=False)
 class Sockets:
     """
-    The sockets of every line of C{[pypid] listen}, as the supervisor
-    holds them for its workers: a TCP line's group, any other line's one
-    shared socket (see L{pypid.daemon.inherited}).
-
-    @ivar listen: the lines, in their order.
+    The sockets of every line of C{[pypid] listen} (C{listen}), as the
+    supervisor holds them for its workers: a TCP line's group, any other
+    line's one shared socket (see L{pypid.daemon.inherited}).
     """
 
     listen: list[str]
@@ -152,9 +146,8 @@ class Sockets:
     def for_worker(self, number: int) -> list[Inherited]:
         """
         Worker C{number}'s sockets, a line's each: its own of a TCP line
-        (opened anew after it ended), the shared one of any other.
-
-        @raise CannotListen: when a closed socket cannot be opened again.
+        (opened anew after it ended, or L{CannotListen}), the shared one of
+        any other.
         """
         own = {group.description: Inherited(group.description, group.member(number).fileno(),
                                             group.family, group.backlog)
@@ -174,9 +167,8 @@ class Sockets:
 
     def silent(self, number: int) -> None:
         """
-        Worker C{number} went silent: its own sockets, each not the only
-        one of its group that listens, take no new connection until the
-        worker runs again (its port then listens again).
+        Worker C{number} went silent: its own sockets, each not the only one
+        of its group listening, take no new connection until it runs again.
         """
         for group in self.groups:
             group.shut(number, last=False)
@@ -205,10 +197,7 @@ class Sockets:
         self.shared.clear()
 
     def handed(self) -> dict[str, Any]:
-        """
-        The sockets as the lean process takes them over (L{taken}), every
-        descriptor made inheritable, to outlive the C{exec}.
-        """
+        """The sockets as the lean process takes them over (L{taken}), to outlive the C{exec}."""
         return {"listen": self.listen,
                 "groups": [{"description": g.description, "family": g.family,
                             "interface": g.interface, "port": g.port, "backlog": g.backlog,

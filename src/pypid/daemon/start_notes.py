@@ -1,13 +1,12 @@
 """
-What the start log says before anything else starts: where
-the packages and the snapshot are, as absolute paths (a relative one in a
-file is read against the file's folder, and a default against the folder
-the server was started in: the log says which came out), and a warning
-while a user still has the password the shipped C{etc/pypid.ini} gives
-its C{admin}, which anyone who read the README knows: a louder one when a
-listener is on an address other machines reach (the TLS recipe's
-C{https:8443} is every IPv4 address), for then anyone on the network can
-log in with it; and that nobody can upload where no one can log in.
+What the start log says before anything else starts: where the packages
+and the snapshot are, as absolute paths (a relative one in a file is read
+against the file's folder, a default against the folder the server was
+started in: the log says which came out); a warning while a user still has
+the password the shipped C{etc/pypid.ini} gives its C{admin}, louder when
+a listener is on an address other machines reach (the TLS recipe's
+C{https:8443} is every IPv4 address); and that nobody can upload where no
+one can log in.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """
 systemd's service notifications, for C{Type=notify} units: C{READY=1} once
 every listener is up and the index answers with every stored file
-(L{pypid.daemon.readiness}) (so C{systemctl start}, and a
-unit ordered after pypid's, wait for a server that answers), C{STOPPING=1}
-when it stops, and C{WATCHDOG=1} at half the unit's C{WatchdogSec}, so
-systemd restarts a server whose reactor is stuck.
-
-The protocol is one datagram per message to the C{AF_UNIX} socket that
-C{NOTIFY_SOCKET} names (an address starting with C{@} is in the abstract
-namespace), with C{KEY=value} lines; it needs no library. Outside systemd
-there is no C{NOTIFY_SOCKET}, and nothing is sent.
+(L{pypid.daemon.readiness}), so that C{systemctl start}, and a unit
+ordered after pypid's, wait for a server that answers; C{STOPPING=1} when
+it stops; C{WATCHDOG=1} at half the unit's C{WatchdogSec}, so systemd
+restarts a server whose reactor is stuck. Each is a datagram of
+C{KEY=value} lines to the C{AF_UNIX} socket C{NOTIFY_SOCKET} names (C{@}:
+the abstract namespace); outside systemd there is none, and nothing is sent.
 """
 
 from __future__ import annotations
@@ -63,10 +60,7 @@ class Notifier:
         return cls(address, watchdog)
 
     def send(self, *states: str) -> None:
-        """
-        Send C{states} (C{"READY=1"}, ...) in one datagram; a manager that
-        is gone is logged.
-        """
+        """Send C{states} (C{"READY=1"}, ...) in one datagram; a manager gone is logged."""
         e = notify(self.address, *states)
         if e is not None:
             log.warn("Cannot notify systemd ({states}): {error}", states=", ".join(states),
@@ -76,9 +70,8 @@ class Notifier:
 class NotifierPart(Service):
     """
     systemd's notifications as the last part to start and the first to
-    stop: C{READY=1} (with the files served) once every other part started
-    and the index answers with every stored file (the check of storage
-    against the snapshot may end after the listeners open),
+    stop: C{READY=1} once every other part started and the index answers
+    with every stored file (its check may end after the listeners open),
     C{WATCHDOG=1} while running, C{STOPPING=1} as the stop begins.
     """
 
@@ -86,12 +79,9 @@ class NotifierPart(Service):
                  status: Callable[[], str],
                  ready: Callable[[], Deferred[None]] | None = None) -> None:
         """
-        @param clock: provides C{callLater}, for the watchdog.
         @param status: C{status() -> str}, the status line once ready
             (C{Serving 12 files}, C{Serving with 4 workers}).
-        @param ready: C{ready() -> Deferred} firing once the index answers
-            with every stored file (L{pypid.daemon.readiness.Readiness.when_ready});
-            L{None}: at once.
+        @param ready: L{pypid.daemon.readiness.Readiness.when_ready}; L{None}: at once.
         """
         self._notifier = notifier
         self._clock = clock

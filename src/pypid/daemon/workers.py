@@ -1,29 +1,24 @@
 """
 The supervisor of a machine's workers (L{Supervisor}): it starts each
-worker process (the same server, told which worker it is, given the
-listening sockets and the ring by descriptor), passes on C{SIGHUP}, stops
-them all with C{SIGTERM} at its own stop, and starts again a worker that
-ended, after a back-off that grows while it keeps ending soon after its
-start. Its clock and its processes are given (L{Clock}, L{Spawn}): the
-lean process (L{pypid.daemon.lean}) imports nothing else.
+worker process, passes on C{SIGHUP}, stops them with C{SIGTERM}, and
+starts again one that ended, after a back-off that grows while it keeps
+ending soon after its start. Its clock and processes are given (L{Clock},
+L{Spawn}): the lean process (L{pypid.daemon.lean}) imports nothing else.
 
-A worker's output goes to the supervisor's log, named by the worker. On
-L{READY_FD} it beats every L{BEAT} seconds from its first part on, says
-C{serving} once it accepts, C{ready} once storage was checked against
-its snapshot, and C{draining} when it stops on its own (it is then taken
-out of its sockets' groups at once). A serving worker silent for
-L{SILENT_AFTER} seconds is taken out of its groups (C{on_silent}) until
-it beats again; any worker silent for C{hang_after} seconds
-(L{LOADING_AFTER} at least while it loads), or wordless L{FIRST_WORD}
-seconds after its start, is hung, killed and started again (a worker
-stopped with C{SIGSTOP} took half the connections for minutes when
-nothing watched; one hung while loading held back every later start).
+On L{READY_FD} a worker beats every L{BEAT} seconds, says C{serving} once
+it accepts, C{ready} once storage was checked against its snapshot, and
+C{draining} when it stops on its own. A serving worker silent for
+L{SILENT_AFTER} seconds is taken out of its sockets' groups until it
+beats again; one silent for C{hang_after} seconds (L{LOADING_AFTER} at
+least while it loads), or wordless L{FIRST_WORD} seconds after its start,
+is killed and started again (a worker stopped with C{SIGSTOP} took half
+the connections for minutes when nothing watched; one hung while loading
+held back every later start).
 
-At the machine's start the first worker loads alone, then at most
-C{at_once} at a time, the next when one serves (its check of storage
-left running): a load peaks at about half again a worker's memory at
-rest, and loads that share cores take as long together as one after
-another.
+At the start the first worker loads alone, then at most C{at_once} at a
+time, the next when one serves: a load peaks at about half again a
+worker's memory at rest, and loads sharing cores take as long together as
+one after another.
 """
 
 from __future__ import annotations
@@ -39,24 +34,21 @@ READY_FD = 3
 
 def lifted(placed: Mapping[int, int]) -> dict[int, int]:
     """
-    A copy of each descriptor of C{placed}'s values (by its place, the
-    key) above every place: a source that is another's place would be
-    overwritten before it is placed.
+    A copy of each of C{placed}'s descriptors (by its place, the key) above
+    every place: a source that is another's place would be overwritten.
     """
     floor = max([*placed, 2]) + 1
     return {target: fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, floor)
             for target, source in placed.items()}
 
 
-#: The signals a worker starts with at their defaults, whatever the
-#: supervisor does with them.
+#: The signals a worker starts with at their defaults, whatever the supervisor's.
 DEFAULTED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
 
 #: The signals a worker starts with blocked (the rest of its mask is
 #: empty): their default ends a process, and a reload or a log rotation
-#: came while a worker was loading, before its handlers were in, and
-#: ended it, again at each restart. One that comes then waits, and is
-#: taken once its handler is in (L{pypid.tap.reload_on_hangup},
+#: that came while a worker loaded ended it, again at each restart. One
+#: then waits until its handler is in (L{pypid.tap.reload_on_hangup},
 #: L{pypid.daemon.machine.note_usr1}).
 HELD = (signal.SIGHUP, signal.SIGUSR1)
 
@@ -80,13 +72,11 @@ FIRST_WORD = 60.0
 #: scan of the folder, 1.4-1.7 s; more with every core busy).
 LOADING_AFTER = 10.0
 
-#: Seconds a serving worker may go without a heartbeat before no new
-#: connection goes to it (until it beats again): the longest a connection
-#: waits on a worker that stopped answering.
+#: Seconds a serving worker may go without a beat before no new connection
+#: goes to it (until it beats again): the longest a connection waits on it.
 SILENT_AFTER = 1.0
 
-#: Seconds a worker may go without a heartbeat before it is killed, loading
-#: or serving (C{[pypid] worker_timeout}).
+#: Seconds a worker may go without a beat before it is killed (C{[pypid] worker_timeout}).
 HANG_AFTER = 30.0
 
 #: Seconds the supervisor waits at its stop for the workers to drain, past
@@ -101,10 +91,6 @@ class Pace:
 
     @ivar at_once: the most workers loading at a time at the start, after
         the first alone (L{None}: all at once).
-    @ivar hang_after: seconds without a beat after which a serving worker
-        is hung.
-    @ivar silent_after: seconds without a beat after which no new
-        connection should go to a serving worker.
     """
 
     at_once: int | None = None
@@ -156,10 +142,8 @@ class Process(Protocol):
 @dataclass(frozen=True)
 class Command:
     """
-    How a worker is started: the executable, its arguments and environment,
-    and the descriptors it inherits (its number in the child: the
-    supervisor's descriptor), besides standard input, output and error and
-    L{READY_FD}.
+    How a worker is started; C{inherited}: the descriptors it inherits
+    besides 0-2 and L{READY_FD} (its number in the child: the supervisor's).
     """
 
     executable: str
@@ -221,18 +205,17 @@ class Supervisor:
                  on_hung: Callable[[int], None] = lambda number: None,
                  on_silent: Callable[[int, bool], None] = lambda number, silent: None) -> None:
         """
-        @param command: C{command(number) -> Command}, asked at each start
-            of worker C{number}; a L{StartFailed} it raises is that
-            start's failure (logged, and tried again after the back-off),
-            as is an L{OSError} of C{spawn}.
+        @param command: C{command(number) -> Command}, asked at each start;
+            a L{StartFailed} it raises, or an L{OSError} of C{spawn}, is
+            that start's failure (logged, tried again after the back-off).
         @param on_change: C{on_change(number, up)}: worker C{number} said
             it is ready (C{up}), or ended.
         @param on_ready: called once every worker said it is ready.
-        @param on_hung: C{on_hung(number)}: worker C{number} is hung, and
-            is about to be killed.
+        @param on_hung: C{on_hung(number)}: worker C{number} is about to be
+            killed, hung.
         @param on_silent: C{on_silent(number, silent)}: worker C{number}
             went C{silent_after} seconds without a beat (C{True}), or beat
-            again after that (C{False}); meanwhile it does not count as up.
+            again (C{False}); meanwhile it does not count as up.
         """
         if count < 1:
             raise ValueError(f"{count} workers")
@@ -244,9 +227,7 @@ class Supervisor:
         self._on_change = on_change
         self._on_ready = on_ready
         self._up: set[int] = set()
-        self._back_off = pace.back_off
-        self._steady = pace.steady
-        self._stop_deadline = pace.stop_deadline
+        self._pace = pace
         self._workers: dict[int, _Worker] = {}
         self._started_at: dict[int, float] = {}
         self._failures: dict[int, int] = {}
@@ -256,9 +237,7 @@ class Supervisor:
         self._unstarted = list(range(1, count + 1))
         self._at_once = count if pace.at_once is None else max(1, pace.at_once)
         self._first_alone = pace.at_once is not None
-        self._hang_after = pace.hang_after
         self._on_hung = on_hung
-        self._silent_after = pace.silent_after
         self._on_silent = on_silent
         # (each worker's deadlines: killed, from its start; taken out, once it serves)
         self._watches: dict[int, Timer] = {}
@@ -287,7 +266,7 @@ class Supervisor:
         Start workers not started yet while fewer than C{at_once} load; the
         first alone (it takes back what a crash left in a bucket before any
         other runs). One that ended before it was ready, or could not start,
-        waits for its back-off and no longer counts.
+        no longer counts.
         """
         while self._unstarted and self.running:
             loading = [number for number in self._workers if number not in self._serving]
@@ -317,9 +296,8 @@ class Supervisor:
 
     def worker_said(self, number: int, word: bytes, worker: _Worker) -> None:
         """
-        Worker C{number} said on L{READY_FD} that it is alive (a beat,
-        loading or serving), that it serves (from then on its silence is
-        watched), or that it is ready.
+        Worker C{number} said on L{READY_FD} that it is alive (a beat), that
+        it serves (from then on its silence is watched), ready, or draining.
         """
         watch = self._watches.get(number)
         if (not self.running or not self._current(number, worker)
@@ -350,7 +328,7 @@ class Supervisor:
     def _listen_for_silence(self, number: int) -> None:
         """Worker C{number} is silent if it says nothing for C{silent_after} seconds."""
         self._quiet[number] = self._clock.callLater(
-            self._silent_after, self._fell_silent, number)
+            self._pace.silent_after, self._fell_silent, number)
 
     def _beat(self, number: int, watch: Timer) -> None:
         """A beat of worker C{number}: its deadlines start again."""
@@ -359,7 +337,7 @@ class Supervisor:
         if quiet is None or number in self._draining:
             return
         if number not in self._silent:
-            quiet.reset(self._silent_after)
+            quiet.reset(self._pace.silent_after)
             return
         quiet.cancel()
         silent = self._clock.seconds() - self._silent.pop(number)
@@ -369,10 +347,7 @@ class Supervisor:
         self._listen_for_silence(number)
 
     def _drains(self, number: int) -> None:
-        """
-        Worker C{number} stops on its own (a C{SIGTERM} of its own): no
-        new connection goes to it while it drains; it is still watched.
-        """
+        """Worker C{number} stops on its own: no new connection goes to it while it drains."""
         if number in self._draining:
             return
         self._draining.add(number)
@@ -387,9 +362,8 @@ class Supervisor:
     def _fell_silent(self, number: int) -> None:
         """
         Worker C{number} went C{silent_after} seconds without a beat: take
-        it out, and again every C{silent_after} seconds while it is silent
-        (a socket left in as the only one listening is taken out once
-        another listens).
+        it out, and again every C{silent_after} while it is silent (a
+        socket left in as the only one listening goes once another listens).
         """
         if not self.running or number not in self._workers:
             return
@@ -397,11 +371,12 @@ class Supervisor:
         if number in self._silent:
             self._on_silent(number, True)
             return
-        self._silent[number] = self._clock.seconds() - self._silent_after
+        pace = self._pace
+        self._silent[number] = self._clock.seconds() - pace.silent_after
         self.silences += 1
-        self.log("warn", f"Worker {number} sent nothing for {self._silent_after:g} s: no new "
+        self.log("warn", f"Worker {number} sent nothing for {pace.silent_after:g} s: no new "
                  f"connection goes to it until it beats again, where another worker listens "
-                 f"(killed after {self._hang_after:g} s)")
+                 f"(killed after {pace.hang_after:g} s)")
         self._on_silent(number, True)
 
     def _allowed(self, number: int) -> float:
@@ -411,8 +386,8 @@ class Supervisor:
         (L{LOADING_AFTER} at least), once it serves (C{hang_after}).
         """
         if number in self._serving:
-            return self._hang_after
-        return max(self._hang_after, LOADING_AFTER if number in self._said else FIRST_WORD)
+            return self._pace.hang_after
+        return max(self._pace.hang_after, LOADING_AFTER if number in self._said else FIRST_WORD)
 
     @staticmethod
     def _cancel(call: Timer | None) -> None:
@@ -420,10 +395,7 @@ class Supervisor:
             call.cancel()
 
     def _hung(self, number: int) -> None:
-        """
-        Worker C{number} went C{hang_after} seconds without a beat (or
-        L{FIRST_WORD} after its start without a word): kill it.
-        """
+        """Worker C{number} went L{_allowed} seconds without a word: kill it."""
         worker = self._workers.get(number)
         if worker is None or worker.process is None or not self.running:
             return
@@ -437,9 +409,8 @@ class Supervisor:
 
     def worker_ended(self, number: int, how: str, worker: _Worker) -> None:
         """
-        Worker C{number} ended (C{how}: C{exited}, C{exited with status 1},
-        C{killed by signal 9}): while running, it is started again after
-        its back-off.
+        Worker C{number} ended (C{how}: C{exited}, C{killed by SIGKILL}, ...):
+        while running, it starts again after its back-off.
         """
         if not self._current(number, worker):
             return
@@ -461,8 +432,9 @@ class Supervisor:
     def _again(self, number: int, how: str) -> None:
         """Start worker C{number} again after its back-off."""
         ran = self._clock.seconds() - self._started_at.get(number, 0.0)
-        failures = 0 if ran >= self._steady else self._failures.get(number, 0)
-        delay = self._back_off[min(failures, len(self._back_off) - 1)]
+        failures = 0 if ran >= self._pace.steady else self._failures.get(number, 0)
+        back_off = self._pace.back_off
+        delay = back_off[min(failures, len(back_off) - 1)]
         self._failures[number] = failures + 1
         self.log("warn", f"Worker {number} ended ({how}) after {ran:.0f} s; starting it "
                  f"again in {delay:.0f} s")
@@ -470,10 +442,7 @@ class Supervisor:
         self._pending[number] = self._clock.callLater(delay, self._spawn, number)
 
     def up(self) -> int:
-        """
-        How many workers run, said they are ready and beat (for C{/health}
-        and C{/metrics}).
-        """
+        """How many workers run, said they are ready and beat (C{/health}, C{/metrics})."""
         return len(self._up - self._silent.keys())
 
     def signal_all(self, signum: int) -> None:
@@ -488,17 +457,16 @@ class Supervisor:
         ended; kill those still running after the deadline.
         """
         self.running = False
-        for call in [*self._pending.values(), *self._watches.values(), *self._quiet.values()]:
-            self._cancel(call)
-        self._pending.clear()
-        self._watches.clear()
-        self._quiet.clear()
+        for calls in (self._pending, self._watches, self._quiet):
+            for call in calls.values():
+                self._cancel(call)
+            calls.clear()
         self._stopped = stopped
         if not self._workers:
             self._all_ended()
             return
         self.signal_all(signal.SIGTERM)
-        self._deadline = self._clock.callLater(self._stop_deadline, self.signal_all,
+        self._deadline = self._clock.callLater(self._pace.stop_deadline, self.signal_all,
                                                signal.SIGKILL)
 
     def _all_ended(self) -> None:

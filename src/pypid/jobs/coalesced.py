@@ -1,13 +1,9 @@
 """
 A job run once at a time for any number of callers (L{Coalesced}): a
 caller waits for a run that began after its call, so that what was there
-to see when it asked is seen; callers that come while a run is under way
-share the next run.
-
-The catching up of a worker with its machine's changes and the look at an
-upstream cache the workers share both need exactly this: a request waits
-for a look that began after the change it must see, and a burst of
-requests costs one look, not one each.
+when it asked is seen; callers that come during a run share the next one.
+A worker's catch-up with its machine's changes and the look at an upstream
+cache the workers share both need this: a burst of requests costs one look.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """
-Deferreds run at once, failing with the first failure itself.
+Deferreds run at once, failing with the first failure itself (L{gather}).
 
 Twisted's C{gatherResults} fails with a C{FirstError} that wraps it, whose
 text holds a traceback (a log line once read C{Cannot look for changes by
 other servers: FirstError[#0, [Failure instance: Traceback: ...]]}), and
-without C{consumeErrors} leaves the other failures unhandled, logged as
-C{Unhandled error in Deferred} when they are collected (both
-seen while a store answered 500s). Every concurrent wait that wants the
-first failure goes through L{gather}.
+without C{consumeErrors} leaves the other failures to be logged as
+C{Unhandled error in Deferred} when collected (both seen while a store
+answered 500s).
 """
 
 from __future__ import annotations

@@ -1,18 +1,15 @@
 """
-One periodic job: the loop eight parts wrote by hand, written once.
-Its promises, which each of them needs and some lacked:
+One periodic job (L{Periodic}): the loop eight parts wrote by hand, written
+once, with the promises each needs and some lacked:
 
-  - one run at a time: a run that takes longer than the interval delays
-    the next, never overlaps it (a save or a purge is not started twice);
+  - one run at a time: a run longer than the interval delays the next,
+    never overlaps it (a save or a purge is not started twice);
   - a failure is logged, with what the job is, and the loop goes on (a
-    storage that cannot be reached for a while does not end the saves);
+    storage out of reach for a while does not end the saves);
   - stopping cancels what is to come and waits for the run in flight, so
     that what the job writes is written before the storage closes;
-  - the first run comes after C{first} seconds: at once (C{0}: as the part
-    starts), or after an interval (L{None}, the default), or after its own
-    delay.
-
-The clock is given (a reactor, or a test's L{twisted.internet.task.Clock}).
+  - the first run comes after C{first} seconds: at once (C{0}), after an
+    interval (L{None}, the default), or after its own delay.
 """
 
 from __future__ import annotations
@@ -57,7 +54,7 @@ class Periodic(Service):
         self.runs = 0
 
     def startService(self) -> None:
-        """Begin: the first run now (C{first} of 0, during the start), or later."""
+        """Begin: the first run now (C{first} of 0), or later."""
         Service.startService(self)
         if self._first:
             self._schedule(self._first)
@@ -74,9 +71,8 @@ class Periodic(Service):
 
     def run_now(self) -> Deferred[None]:
         """
-        Run the job now (the run under way, if there is one, instead); the
-        next run comes an interval after this one's start. Fires when the
-        run ended; never fails (a failure is logged).
+        Run the job now (or join the run under way); the next comes an
+        interval after this one's start. Fires when it ended; never fails.
         """
         return self._chain(self._start_run())
 

@@ -1,12 +1,10 @@
 """
-A failure that repeats at every tick of a periodic job, logged as it
-starts, as a reminder now and then while it lasts, and as it ends.
-
-While a store was down, each server logged "Cannot look for changes by
-other servers" twice a second and "Cannot read the advisory waivers" once
-a second: the lines that said what else went wrong were lost
-among them. L{RepeatedFailure} logs the first failure as before, then one
-reminder a minute with the count, and one line when the job works again.
+A failure that repeats at every tick of a periodic job (L{RepeatedFailure}),
+logged as it starts, once a minute with its count while it lasts, and as
+it ends. While a store was down, each server logged "Cannot look for
+changes by other servers" twice a second and "Cannot read the advisory
+waivers" once a second, and the lines that said what else went wrong were
+lost among them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """
 How blocking work runs off the reactor thread (L{Run}): the I/O pool in
-the daemon, at once in a command and in tests (L{run_at_once}). Passed
-in, never imported as a global: every part that reads or writes files,
-or hashes, takes one.
+the daemon, at once in a command and in tests (L{run_at_once}). Every part
+that reads or writes files, or hashes, is given one, never a global.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ class Run(Protocol):
 
 def run_at_once(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
     """
-    A L{Run} that does the work at once, on the calling thread: for a
-    command (which has nothing else to do meanwhile) and a site built
-    without a pool.
+    A L{Run} that works at once, on the calling thread: for a command
+    (which has nothing else to do meanwhile) and a site without a pool.
     """
     return maybeDeferred(f, *args, **kwargs)

@@ -1,24 +1,18 @@
 """
-The configuration a machine runs on (L{ConfigInForce}): the text of the
-configuration file as the supervisor last took it, at its start and at
-each C{SIGHUP} it accepted, with the other files it read then (the
-htpasswd file, the secrets' files, the CA bundles, the GCS key file,
-the Sigstore trust root: L{pypid.config.Config.held}; the
-C{[tls]} files when they can be served: L{pypid.tls.held_texts}), in a
-memory file every worker is given.
-
-A worker that starts again (after a crash, say) reads these texts, not the
-files as they are on disk by then: an edit not yet reloaded would make it
-the one worker that answers differently, an edited C{listen} one that
-cannot start at all, again and again, a users' file half edited would
-end for good, on the whole machine, the tokens of the users it lacks, and
-a certificate renewed on disk would be served by the one worker.
-Paths in the text still mean what they mean beside the file (the worker
-is given its path too).
+The configuration a machine runs on (L{ConfigInForce}): the configuration
+file's text as the supervisor last took it (at its start and each
+C{SIGHUP} it accepted), with the other files it read then
+(L{pypid.config.Config.held}, the C{[tls]} files), in a memory file every
+worker is given. A worker that starts again reads these texts, not the
+files on disk by then: an edit not yet reloaded would make it the one
+worker that answers differently, an edited C{listen} one that cannot
+start at all, a users' file half edited would end for good, on the whole
+machine, the tokens of the users it lacks, and a certificate renewed on
+disk would be served by the one worker.
 
 The supervisor writes under an exclusive C{flock}, a worker reads under a
 shared one, each through a file of its own (C{/proc/self/fd}), as the
-ring of changes does (L{pypid.machine.ring}).
+ring does (L{pypid.machine.ring}).
 """
 
 from __future__ import annotations
@@ -38,12 +32,10 @@ class HeldTexts:
     """
     What a machine runs on.
 
-    @ivar text: the configuration file's text.
     @ivar held: the other files it read, their texts by path.
     @ivar refused: after the last C{SIGHUP} refused, the sections and keys
-        at fault (C{""} where the check names none): what the first
-        worker's journal entry says of it, and so its webhook event; L{None}
-        after one taken.
+        at fault (C{""} where the check names none), for the first worker's
+        journal entry; L{None} after one taken.
     @ivar refusals: how many C{SIGHUP}s the machine refused, so that a
         worker tells each once (a C{SIGHUP} sent to a worker itself, as
         C{systemctl kill} does, finds one it already told).
@@ -72,8 +64,7 @@ class ConfigInForce:
     def attach(cls, fd: int, writable: bool = False) -> ConfigInForce:
         """
         The memory file of C{fd} (given by the supervisor), opened anew for
-        this process: to read (a worker), or C{writable} (the check of a
-        C{SIGHUP}, L{pypid.daemon.reload_check}).
+        this process: to read, or C{writable} (L{pypid.daemon.reload_check}).
         """
         return cls(os.open(f"/proc/self/fd/{fd}",
                            (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC))
@@ -85,10 +76,8 @@ class ConfigInForce:
     def write(self, text: str, held: Mapping[str, str] | None = None,
               refused: str | None = None, refusals: int = 0) -> None:
         """
-        Hold C{text}, and C{held} (the other files' texts by path), from now
-        on (a worker reading meanwhile reads the old or the new), and
-        whether the last C{SIGHUP} was C{refused}, of C{refusals} in all
-        (L{HeldTexts}).
+        Hold these texts from now on (L{HeldTexts}); a worker reading
+        meanwhile reads the old or the new.
         """
         data = json.dumps({"text": text, "held": dict(held or {}), "refused": refused,
                            "refusals": refusals}).encode("utf-8")

@@ -1,31 +1,23 @@
 """
-The changes the workers of one machine announce to each other, in shared
-memory (L{ChangeRing}).
+What the workers of one machine announce to each other, in shared memory
+(L{ChangeRing}): a worker that acknowledges a change (an upload, a yank, a
+token revoked) announces it before it answers; every other worker reads
+the last sequence number (eight bytes of shared memory, no system call)
+before it answers a request, and catches up first when it moved. So a
+change one worker acknowledged is in every other worker's next answer.
 
-A worker that acknowledges a change (an upload, a yank, a token revoked)
-announces it here before it answers; every other worker reads the last
-sequence number (eight bytes of shared memory, no system call) before it
-answers a request, and catches up first when it moved. So a change one
-worker acknowledged is in every other worker's next answer, and a worker
-that has nothing to catch up pays one read for it.
-
-The ring is a memory file the supervisor makes (C{memfd_create}) and
-hands to each worker by its descriptor. Its layout, little-endian: C{MAGIC},
-the last number announced (0: none), the number of slots and their size,
-how many workers run and of how many, the tally's size, how many times a
-worker was started again, went silent and was killed hung (L{_HEADER}); the
-slots (the announcement C{n} in slot C{n % slots}: its number, its
-worker's, its payload's length, the payload); the tally (L{ChangeRing.admit}).
-
-An announcement is written under an exclusive C{flock} of the file, slot
-first, then the sequence number; a reader that saw the number move takes
-a shared C{flock} before it reads the slots, so what it reads was written
-whole (the lock is the barrier a weakly ordered processor needs, too).
-Each L{ChangeRing} opens the file anew (C{/proc/self/fd}): C{flock}
-excludes open files, not processes, and a descriptor passed to a child
-shares its parent's open file. A reader that fell a whole ring behind
-cannot know what it missed (L{ChangeRing.since} says so with L{None}) and
-must compare with the storage instead.
+The ring is a memory file the supervisor makes (C{memfd_create}) and hands
+to each worker by its descriptor: the header (L{_HEADER}: C{MAGIC}, the
+last number announced, the slots' number and size, the workers running
+and of how many, the tally's size, the restarts, silences and hangs), the
+slots (announcement C{n} in slot C{n % slots}) and the tally
+(L{ChangeRing.admit}). An announcement is written under an exclusive
+C{flock} of the file, slot first, then the sequence number; a reader that
+saw the number move takes a shared C{flock} before it reads the slots, so
+what it reads was written whole (the lock is the barrier a weakly ordered
+processor needs, too). Each L{ChangeRing} opens the file anew
+(C{/proc/self/fd}): C{flock} excludes open files, not processes, and a
+descriptor passed to a child shares its parent's open file.
 """
 
 from __future__ import annotations
@@ -79,7 +71,6 @@ class Announcement:
 
     @ivar sequence: its number, from 1, one more than the one before.
     @ivar worker: the number of the worker that announced it.
-    @ivar payload: what the change was, as the announcer encoded it.
     """
 
     sequence: int
@@ -94,7 +85,6 @@ class ChangeRing:
     or one worker) sees it.
 
     @ivar worker: this process's number in the announcements it makes.
-    @ivar slots: how many announcements the ring keeps.
     @ivar slot_size: the bytes of a slot, its head included.
     """
 
@@ -142,7 +132,7 @@ class ChangeRing:
         try:
             os.ftruncate(fd, HEADER + slots * slot_size + tally * _ENTRY.size)
             os.pwrite(fd, _HEADER.pack(MAGIC, 0, slots, slot_size, tally), 0)
-            return cls._opened(fd, 0)
+            return cls.attach(fd, 0)
         finally:
             os.close(fd)
 
@@ -154,10 +144,6 @@ class ChangeRing:
 
         @raise RingError: when C{fd} holds no ring.
         """
-        return cls._opened(fd, worker)
-
-    @classmethod
-    def _opened(cls, fd: int, worker: int) -> ChangeRing:
         own = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
         try:
             size = os.fstat(own).st_size
@@ -191,8 +177,7 @@ class ChangeRing:
                     hangs: int = 0) -> None:
         """
         How many workers run now, of how many, and how many times one was
-        started again, went silent and was found hung (the supervisor's,
-        as each starts, ends or falls silent).
+        started again, went silent and was found hung (the supervisor's).
         """
         _WORKERS.pack_into(self._map, 24, running, count)
         _COUNTS.pack_into(self._map, 36, restarts, silences, hangs)
@@ -242,10 +227,8 @@ class ChangeRing:
 
     def announce(self, payload: bytes) -> int:
         """
-        Announce a change; its number. Blocks for as long as another
-        process announces (microseconds: a copy into memory).
-
-        @raise RingError: when C{payload} does not fit in a slot.
+        Announce a change; its number (or L{RingError}: C{payload} does not
+        fit in a slot). Blocks while another process announces (microseconds).
         """
         room = self.room
         if len(payload) > room:
@@ -291,9 +274,8 @@ class ChangeRing:
     def look(self, seen: int) -> tuple[list[Announcement] | None, int]:
         """
         What a reader that took in every announcement up to C{seen} has to
-        take in now, and the number to look from next: the announcements
-        (none, without a system call, when nothing was announced), or
-        L{None} when it fell a whole ring behind (L{since}).
+        take in now (none, without a system call, when nothing was
+        announced; L{None}: L{since}'s), and the number to look from next.
         """
         if self.latest() == seen:
             return [], seen

@@ -92,10 +92,8 @@ def encode(topic: Topic, fields: Sequence[bytes]) -> bytes:
 
 def tell(ring: Announcing, topic: Topic, *fields: bytes) -> None:
     """
-    Announce C{topic} on C{ring} (a worker's hub does, and the lean
-    supervisor that has none).
-
-    @raise pypid.machine.ring.RingError: when it does not fit in a slot.
+    Announce C{topic} on C{ring} (for a hub, and the lean supervisor, which
+    has none), or raise L{pypid.machine.ring.RingError}: it does not fit.
     """
     ring.announce(encode(topic, fields))
 

@@ -1,22 +1,15 @@
 """
-What the workers of one machine tell each other that is not a change of
-the index (L{Topic}, in L{pypid.machine.topic_table}), and each worker's
-one reader and writer of it on the ring (L{Hub}).
-
-The ring is a doorbell: a worker that wrote the journal rings it
-(L{Topic.JOURNAL}), and every other worker reads the journal before its
-next answer (L{pypid.state.catch_up.CatchUp}). The rest of what the
-workers share travels on the same ring, one kind of announcement a
-topic, all of them in the one table, so that a new one is a line there
-and not a new prefix that every reader must know to skip.
-
-Each worker has one L{Hub}: a module that tells publishes on its topic, a
-module that listens registers a handler of it, and one read of the ring
-(L{Hub.take}) hands each announcement of another worker to the handlers
-of its topic. The topics of L{LANED} (the login throttle's) travel on a
-second ring, the lane, that nothing else fills. A server of one process
-has the lone hub (L{LONE}), which tells nobody and hears nothing, so no
-module asks whether there is a ring.
+What the workers of one machine tell each other on the ring (the topics of
+L{pypid.machine.topic_table}), and each worker's one reader and writer of
+it (L{Hub}). The ring is a doorbell: a worker that wrote the journal rings
+it (L{Topic.JOURNAL}), and every other reads the journal before its next
+answer (L{pypid.state.catch_up.CatchUp}). The rest of what the workers
+share travels on the same ring, a topic each, all in the one table, so
+that a new one is a line there and not a new prefix that every reader
+must know to skip. The topics of L{LANED} travel on a second ring, the
+lane, that nothing else fills. A server of one process has the lone hub
+(L{LONE}), which tells nobody and hears nothing, so no module asks
+whether there is a ring.
 """
 
 from __future__ import annotations
@@ -57,8 +50,7 @@ class _Cursor:
     One ring as a hub reads it.
 
     @ivar seen: the last announcement handed to the handlers.
-    @ivar born: the last announcement made before the hub was: what a
-        handler of the past is handed when it registers (L{Hub.on}).
+    @ivar born: the last announcement made before the hub was (L{Hub.on}'s C{past}).
     """
 
     ring: ChangeRing
@@ -83,10 +75,7 @@ class _Cursor:
         return self._before
 
     def look(self) -> list[_Decoded] | None:
-        """
-        The other workers' announcements since the last look, decoded;
-        L{None} when it fell a whole ring behind.
-        """
+        """The other workers' announcements since the last look; L{None}: a whole ring behind."""
         self._before = None
         found, self.seen = self.ring.look(self.seen)
         if found is None:
@@ -98,10 +87,7 @@ class _Cursor:
 
 @attrs.define(eq=False)
 class Hub:
-    """
-    One worker's side of the machine's ring (see the module); L{LONE}
-    for a server of one process.
-    """
+    """One worker's side of the machine's ring (see the module); L{LONE} for one process."""
 
     _ring: ChangeRing | None
     #: the ring of the topics of L{LANED} (L{None}: they travel on the
@@ -135,8 +121,7 @@ class Hub:
     def runs_once(self) -> bool:
         """
         Whether this process runs what a machine runs once (the snapshot's
-        saves, evictions, folding the counts): a server of one process, or
-        a machine's first worker.
+        saves, evictions, folding the counts): alone, or the first worker.
         """
         return self._ring is None or self._ring.worker == 1
 
@@ -154,10 +139,7 @@ class Hub:
         return self.watched()[0]
 
     def watched(self) -> tuple[int, int, int]:
-        """
-        How many times a worker of the machine was started again, went
-        silent and was found hung (L{pypid.machine.ring.ChangeRing.watched}).
-        """
+        """The machine's L{pypid.machine.ring.ChangeRing.watched}; alone, none."""
         return self._ring.watched() if self._ring is not None else (0, 0, 0)
 
     def admit(self, key: bytes, day: int, limit: int) -> bool:
@@ -170,9 +152,8 @@ class Hub:
 
     def held(self, topic: Topic) -> AbstractContextManager[None]:
         """
-        The ring of C{topic} held for a block
-        (L{pypid.machine.ring.ChangeRing.held}): what this worker takes in
-        and tells there, no other comes between.
+        The ring of C{topic} held for a block (L{pypid.machine.ring.ChangeRing.held}):
+        what this worker takes in and tells there, no other comes between.
         """
         ring = self._carrier(topic)
         return ring.held() if ring is not None else nullcontext()
