@@ -1,13 +1,13 @@
 """
-The stylesheet and the script of the pages for people, served by pypid
+The stylesheet, script and icon of the pages for people, served by pypid
 itself under names that carry their digest (C{static/pypid.1a2b3c4d.css}),
 so a browser keeps them for a year and a new release is fetched at once.
 
-Nothing comes from elsewhere: the pages work offline and under a policy
-of C{script-src 'self'; style-src 'self'}. This module only reads them (the
-static export writes the same files); L{pypid.web.pages.people.AssetsResource}
-serves them. A package of its own below C{web/} and C{export/}, importing
-only C{core/}, so both take the same files from below.
+Nothing comes from elsewhere: the pages work offline and under a policy of
+C{script-src 'self'; style-src 'self'}. This module only reads them;
+L{pypid.web.pages.people.AssetsResource} serves them and the static export
+writes them. A package below C{web/} and C{export/}, importing only
+C{core/}, so both take the same files from below.
 """
 
 from __future__ import annotations
@@ -30,12 +30,8 @@ _ASSETS = {
 @attrs.frozen
 class Assets:
     """
-    The assets as served.
-
-    @ivar css: the stylesheet's path from the site's root.
-    @ivar js: the script's path from the site's root.
-    @ivar icon: the icon's path from the site's root.
-    @ivar pages: C{{served name: Page}}.
+    The assets as served: C{css}, C{js} and C{icon} are their paths from the
+    site's root; C{pages}, C{{served name: Page}}.
     """
 
     css: str

@@ -2,21 +2,18 @@
 Writing and reading a bundle's members, as a folder or a tar file: the
 blocking half of the format, for a worker thread.
 
-Writers compute each member's L{Digest} as they write it, so the manifest
-names exactly the bytes written; the manifest goes last (a folder), or the
-whole tar file is written under a temporary name and renamed once complete,
-so a bundle that exists is whole.
+Writers hash each member as they write it, so the manifest names exactly
+the bytes written; the manifest goes last (a folder), or the whole tar file
+is written under a temporary name and renamed once complete: a bundle that
+exists is whole.
 
-Readers trust nothing in what they read. A member is never extracted under
-its own name: its bytes are only ever read through L{BundleReader.open},
-into a file the importer names itself. Even so, a member is refused (and
-with it the whole bundle) when its name is outside the layout of
+Readers trust nothing. A member is never extracted under its own name, only
+read through L{BundleReader.open} into a file the importer names. The whole
+bundle is refused when a member's name is outside the layout of
 L{pypid.bundle.manifest} (an absolute path, C{..}, another folder), when it
-is a link, a device or anything but a regular file, when it is bigger than
-its kind may be, when the name comes twice, or when there are more members
-than any bundle has. Tar members also pass Python's own C{data} extraction
-filter (PEP 706) as a second line of defence. A folder's entries are opened
-without following symbolic links.
+is anything but a regular file (a link, a device), bigger than its kind may
+be, named twice, or when there are more members than any bundle has. A
+folder's entries are opened without following symbolic links.
 """
 
 from __future__ import annotations
@@ -44,7 +41,7 @@ from pypid.bundle.manifest import (
     limit_of,
 )
 from pypid.core.dists.dist_tar import BoundedTarInfo, ScanLimitExceeded
-from pypid.storage.base.disk import fsync_folder
+from pypid.storage.base.disk import fsync_folder, remove_file
 from pypid.storage.base.reading import FileMismatch
 
 _CHUNK = 1 << 20
@@ -94,9 +91,8 @@ class _Hashing(io.RawIOBase):
 
 class FolderWriter:
     """
-    A bundle written as a folder, which must not exist or be empty. Each
-    member is written under a temporary name and renamed into place; the
-    manifest comes last.
+    A bundle written as a folder, which must not exist or be empty; each
+    member under a temporary name renamed into place, the manifest last.
 
     @ivar entries: the L{Digest} of every member written, by name.
     """
@@ -140,8 +136,7 @@ class FolderWriter:
 
     def add_file(self, name: str, source: str, sha256: str | None = None) -> Digest:
         """
-        Copy the local file C{source} as the member C{name}, hashing it on
-        the way; return its L{Digest}.
+        Copy the local file C{source} as the member C{name}; return its L{Digest}.
 
         @raise FileMismatch: when C{sha256} is given and the bytes have
             another (nothing is left of the member).
@@ -159,10 +154,7 @@ class FolderWriter:
                 raise FileMismatch(f"its bytes have sha256 {digest.hexdigest()}, not {sha256}")
             os.replace(temp, target)
         except BaseException:
-            try:
-                os.unlink(temp)
-            except FileNotFoundError:
-                pass
+            remove_file(temp)
             raise
         result = self.entries[name] = Digest(digest.hexdigest(), size)
         return result
@@ -194,10 +186,9 @@ class FolderWriter:
 
 class TarWriter:
     """
-    A bundle written as a tar file (gzipped when the name ends in
-    C{.tar.gz} or C{.tgz}), under a temporary name beside it that is renamed
-    over C{path} once the manifest is in: an existing bundle of that name is
-    replaced only by a complete one.
+    A bundle written as a tar file (gzipped when the name ends in C{.tar.gz}
+    or C{.tgz}) under a temporary name, renamed over C{path} once the
+    manifest is in: an existing bundle is replaced only by a complete one.
 
     @ivar entries: the L{Digest} of every member written, by name.
     """
@@ -221,8 +212,7 @@ class TarWriter:
                 self._tar = tarfile.open(fileobj=self._file, mode="w:gz",
                                          format=tarfile.PAX_FORMAT, compresslevel=6)
             else:
-                self._tar = tarfile.open(fileobj=self._file, mode="w",
-                                         format=tarfile.PAX_FORMAT)
+                self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
         except BaseException:
             self._file.close()
             os.unlink(self._temp)
@@ -249,11 +239,10 @@ class TarWriter:
     def add_file(self, name: str, source: str, sha256: str | None = None) -> Digest:
         """
         Add the local file C{source} as the member C{name}; return its
-        L{Digest}. When C{sha256} is given, the file is hashed first: a
-        member once written cannot be taken out of a tar file.
+        L{Digest}. C{sha256} is checked first: a member once written cannot
+        be taken out of a tar file.
 
-        @raise FileMismatch: when the bytes do not have C{sha256} (nothing
-            was added).
+        @raise FileMismatch: when the bytes do not have C{sha256} (nothing added).
         """
         with open(source, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -285,10 +274,7 @@ class TarWriter:
         except Exception:
             pass
         self._file.close()
-        try:
-            os.unlink(self._temp)
-        except FileNotFoundError:
-            pass
+        remove_file(self._temp)
 
 
 #: A bundle being written, a folder or a tar file (L{open_writer}).
@@ -296,10 +282,7 @@ BundleWriter = FolderWriter | TarWriter
 
 
 def open_writer(path: str) -> BundleWriter:
-    """
-    A L{TarWriter} for a name ending in C{.tar}, C{.tar.gz} or C{.tgz},
-    else a L{FolderWriter}.
-    """
+    """A L{TarWriter} for a C{.tar}, C{.tar.gz} or C{.tgz} name, else a L{FolderWriter}."""
     return TarWriter(path) if path.endswith((".tar", ".tar.gz", ".tgz")) else FolderWriter(path)
 
 
@@ -310,7 +293,6 @@ class _Reader:
     """
     What both readers give once opened.
 
-    @ivar path: the bundle (absolute).
     @ivar sizes: every member's size, by name.
     @ivar digests: the L{Digest} of every member but the distribution
         files, computed while the bundle was opened.
@@ -461,9 +443,8 @@ class TarReader(_Reader):
             kind = "a link" if (info.issym() or info.islnk()) else "not a regular file"
             raise BundleError(f"the member {info.name!r} is {kind}; a bundle holds files only")
         # (no tarfile.data_filter: it is missing before Python 3.11.4, as in
-        # Debian 12's 3.11.2, and what it refuses of a regular file, an
-        # absolute name or one reaching out of the folder, classify refuses
-        # first; members are read in memory, never extracted)
+        # Debian 12's 3.11.2; what it refuses of a regular file, an absolute
+        # name or one leaving the folder, classify refuses; nothing is extracted)
         classify(name)
         self._take(name, info.size, partial(self._member, info))
         self._infos[name] = info
@@ -511,8 +492,8 @@ def open_reader(path: str) -> BundleReader:
 def copy_hashed(source: IO[bytes], destination: str,
                 limit: int) -> tuple[int, str, str, str]:
     """
-    Copy the file object C{source} to a new file at C{destination}, hashing
-    it: C{(size, sha256, blake2_256, md5)} as L{pypid.core.dists.distribution.inspect}
+    Copy the file object C{source} to a new file at C{destination}; return
+    C{(size, sha256, blake2_256, md5)} as L{pypid.core.dists.distribution.inspect}
     takes them.
 
     @raise SourceTooLarge: past C{limit} bytes (the copy is removed).
@@ -531,9 +512,6 @@ def copy_hashed(source: IO[bytes], destination: str,
                 md5.update(chunk)
                 out.write(chunk)
     except BaseException:
-        try:
-            os.unlink(destination)
-        except FileNotFoundError:
-            pass
+        remove_file(destination)
         raise
     return size, sha256.hexdigest(), blake2.hexdigest(), md5.hexdigest()

@@ -2,11 +2,11 @@
 Reading a devpi export (C{devpi-export DIR}, or C{devpi-server --export
 DIR}): its C{dataindex.json} and the files beside it. Tested with 6.20.3.
 
-The export holds one entry per index (C{user/name}) with the index's
-configuration and a list of files, each with its path in the export, its
-digests, the time it was stored (C{last_modified}) and a log of who did
-what to it, in UTC (C{{"what": "upload", "who": "alice", "when": [2026,
-11, 22, 23, 21, 53], "dst": "alice/dev"}}). What is taken from it:
+The export holds one entry per index (C{user/name}): its configuration and
+its files, each with its path in the export, its digests, the time it was
+stored (C{last_modified}) and a log of who did what to it, in UTC
+(C{{"what": "upload", "who": "alice", "when": [2026, 11, 22, 23, 21, 53],
+"dst": "alice/dev"}}). What is taken from it:
 
   - release files only: documentation zips and tox results are no
     distributions, and are reported as ignored;
@@ -19,12 +19,11 @@ what to it, in UTC (C{{"what": "upload", "who": "alice", "when": [2026,
 devpi keeps no yank state for its own indexes, and a delete leaves no
 trace in its export: files come across not yanked, with no tombstone.
 
-devpi's indexes are kept: each devpi index C{user/name} goes
-into the pypid index C{user-name} (or the name C{--map} gives it), its
-bases translated the same way, a mirror base (devpi's C{root/pypi}) as
-C{upstream:default} (L{DevpiIndexes}). The import needs those indexes
-configured; L{pypid.bundle.sources.index_sections} prints the sections
-to paste. Flattened (C{--flatten}, the default while no
+Each devpi index C{user/name} goes into the pypid index C{user-name} (or
+the name C{--map} gives it), its bases translated the same way, a mirror
+base (devpi's C{root/pypi}) as C{upstream:default} (L{DevpiIndexes}); those
+indexes must be configured (L{pypid.bundle.sources.index_sections} prints
+the sections). Flattened (C{--flatten}, the default while no
 C{[index:NAME]} is configured), everything goes into the default index; a
 filename two devpi indexes hold with other bytes is a conflict, and the
 first index in name order wins.
@@ -126,9 +125,8 @@ def _upload(entry: dict[str, Any]) -> tuple[float | None, str | None]:
 
 def _safe_relpath(relpath: object) -> TypeGuard[str]:
     """Whether a path from the export stays inside it."""
-    if not isinstance(relpath, str) or not relpath or "\\" in relpath or "\x00" in relpath:
-        return False
-    if relpath.startswith("/"):
+    if (not isinstance(relpath, str) or not relpath or "\\" in relpath or "\x00" in relpath
+            or relpath.startswith("/")):
         return False
     return all(part not in ("", ".", "..") for part in relpath.split("/"))
 
@@ -136,16 +134,15 @@ def _safe_relpath(relpath: object) -> TypeGuard[str]:
 def parse_dataindex(data: Any, wanted: Iterable[str] | None = None
                     ) -> tuple[list[DevpiFile], list[tuple[str, str]], list[tuple[str, str]]]:
     """
-    The release files of a devpi export's C{dataindex.json}, and what is
-    left out.
+    The release files of a devpi export's C{dataindex.json} (parsed), and
+    what is left out.
 
-    @param data: the parsed JSON.
     @param wanted: the indexes (C{user/name}) to take, or L{None} for every
         stage index.
     @return: C{(files, ignored, refused)}: L{DevpiFile}s in index-name
         order, and C{(origin, why)} pairs.
-    @raise BundleError: when it is not a devpi export, or names an index
-        that is not in it.
+    @raise BundleError: when it is not a devpi export, or C{wanted} names
+        an index that is not in it.
     """
     if not isinstance(data, dict) or not isinstance(data.get("indexes"), dict):
         raise BundleError("dataindex.json: not a devpi export (no indexes)")
@@ -163,12 +160,9 @@ def parse_dataindex(data: Any, wanted: Iterable[str] | None = None
         if not isinstance(index, dict):
             refused.append((name, "not an index"))
             continue
-        config = index.get("indexconfig")
-        if not isinstance(config, dict):
-            config = {}
         if wanted and name not in wanted:
             continue
-        if not wanted and config.get("type") == "mirror":
+        if not wanted and _index_config(data, name).get("type") == "mirror":
             ignored.append((name, "a mirror of another index: name it with --index to take "
                                   "the files it cached"))
             continue
@@ -233,8 +227,8 @@ def _checked_name(name: str, where: str) -> str:
 class DevpiIndexes:
     """
     How devpi's indexes become pypid's: C{user/name} -> C{user-name}
-    (lower-cased), or what C{maps} says; their bases translated alike,
-    a mirror's as L{MIRROR_BASE}.
+    (lower-cased), or what C{maps} says; their bases alike, a mirror as
+    L{MIRROR_BASE}.
     """
 
     maps: dict[str, str] = attrs.field(factory=dict)
@@ -298,8 +292,7 @@ class DevpiSource:
         data = await self._run(read_json_file, os.path.join(self._path, "dataindex.json"),
                                DATAINDEX_LIMIT)
         if data is None:
-            raise BundleError(f"{self._path} has no readable dataindex.json: not a devpi "
-                              "export")
+            raise BundleError(f"{self._path} has no readable dataindex.json: not a devpi export")
         files, ignored, refused = parse_dataindex(data, self._indexes)
         arrivals: list[Arrival] = []
         groups: dict[str, list[Arrival]] = {}

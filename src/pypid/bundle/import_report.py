@@ -1,8 +1,4 @@
-"""
-What an import of a bundle or another server's files did, for people
-(L{ImportReport}): what was taken, what was there already, what was
-refused or in conflict, and why.
-"""
+"""What an import of a bundle or another server's files did, for people."""
 
 from __future__ import annotations
 
@@ -17,18 +13,14 @@ class ImportReport:
     What an import did, for people; L{failed} when anything was refused or
     in conflict.
 
-    @ivar imported: filenames published.
     @ivar present: filenames already stored with the same bytes.
     @ivar conflicts: C{(filename, why)}: not taken, and nothing overwritten.
     @ivar refused: C{(origin, why)}: not taken.
     @ivar ignored: C{(origin, why)}: what a source holds that is not a
         distribution by design (documentation, test results); not failures.
-    @ivar buried: tombstones added.
-    @ivar buried_present: tombstones that were there already.
+    @ivar buried: tombstones added (C{buried_present}: there already).
     @ivar audit_kept: where the source's audit log files were kept (under
         the destination log's C{imported/}), or L{None} when it had none.
-    @ivar audit_files: how many of them.
-    @ivar audit_entries: the entries their chains hold.
     @ivar audit_broken: the broken links of their chains (the source's, as
         it was exported: reported, not refused).
     @ivar audit_notes: what else their check said (pruned days).
@@ -36,7 +28,6 @@ class ImportReport:
         import of the same bundle before).
     @ivar statuses: C{(project, what)} of each project's status kept here
         from the source (C{what} says the status, and who set it there).
-    @ivar statuses_present: the statuses that were kept here already.
     """
 
     imported: list[str] = attrs.field(factory=list)
@@ -70,16 +61,12 @@ class ImportReport:
             out.append(f"project statuses: {len(self.statuses)} kept, "
                        f"{self.statuses_present} already there")
             out += [f"  {name}: {what}" for name, what in self.statuses]
-        out.append(f"imported: {len(self.imported)}")
-        if verbose:
-            out += [f"  {name}" for name in self.imported]
-        out.append(f"already there: {len(self.present)}")
-        if verbose:
-            out += [f"  {name}" for name in self.present]
-        out.append(f"conflicts: {len(self.conflicts)}")
-        out += [f"  {name}: {why}" for name, why in self.conflicts]
-        out.append(f"refused: {len(self.refused)}")
-        out += [f"  {origin}: {why}" for origin, why in self.refused]
+        for title, names in (("imported", self.imported), ("already there", self.present)):
+            out.append(f"{title}: {len(names)}")
+            out += [f"  {name}" for name in names] if verbose else []
+        for title, pairs in (("conflicts", self.conflicts), ("refused", self.refused)):
+            out.append(f"{title}: {len(pairs)}")
+            out += [f"  {name}: {why}" for name, why in pairs]
         if self.tag_mismatches:
             out.append(f"taken although their tags differ from the filename "
                        f"(allow_tag_mismatch): {len(self.tag_mismatches)}")

@@ -1,31 +1,32 @@
 """
 Files from any source into a storage (C{pypid-admin import}), each taken as
-an upload is, and a report of what happened to each. A source
-(L{pypid.bundle.sources}) offers L{Arrival}s; whatever the source, each is:
+an upload is, with a report of what happened to each. Whatever the source
+(L{pypid.bundle.sources}), each L{Arrival} is:
 
   1. checked against what is stored: the same bytes under its name are
      I{already there}; other bytes, or a name deleted here (a tombstone),
      are a I{conflict}: nothing is ever overwritten;
-  2. copied into the storage's spool folder, hashed on the way and bounded
-     by C{[pypid] max_upload_size}; bytes other than the sha256 or size
-     the source gives are I{refused};
+  2. copied into the storage's spool folder, hashed and bounded by
+     C{[pypid] max_upload_size}; bytes other than the sha256 or size the
+     source gives are I{refused};
   3. inspected as an upload is (L{pypid.core.dists.distribution.inspect}):
-     a file that is not a distribution, or a broken or hostile archive, is
-     I{refused} with the reason. The record and metadata come from the file
-     itself; only the upload time, uploader and yank state from the source;
+     what is no distribution, or a broken or hostile archive, is I{refused}
+     with the reason. The record and metadata come from the file itself;
+     only the upload time, uploader and yank state from the source;
   4. published (L{IStorage.publish}, which never overwrites: a file that
      arrived meanwhile is a conflict too), then yanked if the source says so.
 
 Tombstones are kept unless a file of that name is stored here (a conflict).
-The projects' statuses (PEP 792) are kept first (L{Ingest.take_statuses}):
-a quarantined project's files never arrive in a storage that holds it
-active, even when the import stops half-way; a quarantine replaces another
-status kept here, another that differs is a conflict. A storage failure
-stops the import; run again, it takes up where it stopped.
+The projects' statuses (PEP 792) are kept first (L{Ingest.take_statuses}),
+so a quarantined project's files never arrive active, even when the import
+stops half-way; a quarantine replaces another status kept here, another
+that differs is a conflict. A storage failure stops the import; run
+again, it takes up where it stopped.
 
-Files are taken four at a time (L{Ingest.take_all}): publications (fsyncs,
-requests to a bucket) overlap. 10,001 small wheels into a folder on 2 cores:
-112 s one at a time, 64 s four, 55 s eight (inspection holds the GIL).
+Files are taken four at a time (L{Ingest.take_all}) so that publications
+(fsyncs, requests to a bucket) overlap. 10,001 small wheels into a folder
+on 2 cores: 112 s one at a time, 64 s four, 55 s eight (inspection holds
+the GIL).
 """
 
 from __future__ import annotations
@@ -96,21 +97,18 @@ class Arrival:
 
     @ivar filename: the name it is to be served under.
     @ivar origin: where it is in the source, for the report.
-    @ivar fetch: C{fetch(path, limit) -> Deferred} that copies the bytes to
-        a new file at C{path} and fires with C{(size, sha256, blake2_256,
-        md5)}; it fails with L{pypid.bundle.archive.SourceTooLarge} past C{limit}
-        bytes, and with L{SourceUnavailable} or L{OSError} when it cannot.
-    @ivar upload_time: when it was uploaded, as the source keeps it.
-    @ivar sha256: the hex digest the source gives for the bytes (and C{size},
-        C{uploader}, as it keeps them), or L{None}.
+    @ivar fetch: C{fetch(path, limit)} copies the bytes to a new file at
+        C{path} and fires with L{Digests}; it fails with
+        L{pypid.bundle.archive.SourceTooLarge} past C{limit} bytes, and with
+        L{SourceUnavailable} or L{OSError} when it cannot.
+    @ivar sha256: the hex digest the source gives for the bytes (and
+        C{upload_time}, C{size}, C{uploader}, as it keeps them), or L{None}.
     @ivar yanked: the yank state (L{None}, or the reason), when
-        C{yank_known}: a source that keeps none (devpi, pypiserver,
-        pypicloud) says nothing about it.
-    @ivar refused: why the source itself cannot offer the file (a member
-        of a bundle that does not match its manifest), or L{None}.
+        C{yank_known}: devpi, pypiserver and pypicloud keep none.
+    @ivar refused: why the source itself cannot offer the file (a bundle's
+        member that does not match its manifest), or L{None}.
     @ivar provenance: C{provenance()} reads the file's provenance object
-        (PEP 740) from the source, when it has one, or L{None}; its sha256
-        is C{provenance_sha256}.
+        (PEP 740, of sha256 C{provenance_sha256}), or L{None} for none.
     """
 
     filename: str
@@ -150,18 +148,16 @@ def _valid_time(when: object) -> bool:
     return True
 
 
+# Copies, which the ingest adds to (mypy's attrs plugin takes no dict or set converter).
 def _own_records(records: Mapping[str, FileRecord]) -> dict[str, FileRecord]:
-    """A copy of C{records}, which the ingest adds to."""
     return dict(records)
 
 
 def _own_statuses(statuses: Mapping[str, ProjectStatus]) -> dict[str, ProjectStatus]:
-    """A copy of C{statuses}, which the ingest adds to."""
     return dict(statuses)
 
 
 def _own_names(names: Iterable[str]) -> set[str]:
-    """A copy of C{names}, which the ingest adds to."""
     return set(names)
 
 
@@ -170,13 +166,11 @@ class Ingest:
     """
     Takes L{Arrival}s and tombstones into a storage; see the module.
 
-    @ivar _storage: the storage, prepared.
-    @ivar _max_size: the most bytes a file may have.
-    @ivar records: L{FileRecord}s by filename: what the storage holds (from
-        a scan), and what this import published.
+    @ivar records: L{FileRecord}s by filename: what the storage holds (a
+        scan's), and what this import published.
     @ivar _tombstones: the storage's deleted filenames.
     @ivar _render: renders the descriptions of the files taken (the
-        command's sandbox: L{pypid.sandbox.readme_sandbox}).
+        command's L{pypid.sandbox.readme_sandbox}).
     """
 
     _storage: IStorage
@@ -192,9 +186,8 @@ class Ingest:
     _statuses: dict[str, ProjectStatus] = attrs.field(factory=dict, kw_only=True,
                                                       converter=_own_statuses)
     report: ImportReport = attrs.field(factory=ImportReport)
-    #: filename -> where in the source each file this import took (or
-    #: found) came from, for the report of a second file of that name in
-    #: the same source, and for the audit log
+    #: filename -> where in the source each file taken (or found) came
+    #: from: for the report of a second file of that name, and the audit log
     origins: dict[str, str] = attrs.field(factory=dict)
     # Held while a source is read: one file's bytes at a time, in the order
     # the source offers them (a compressed tar file is read front to back).
@@ -205,13 +198,12 @@ class Ingest:
 
     async def take_all(self, arrivals: Iterable[Arrival], parallel: int = PARALLEL) -> None:
         """
-        Take every file of a source, C{parallel} at a time: the sources are
-        read one file at a time, in order, but the inspections and the
-        publications (each a few fsyncs, or requests to a bucket) overlap.
-        Files of one name are taken one after the other, in the source's
-        order, so the report says the same as a one-by-one import would.
-        When one fails (the storage failed), no more are begun, those under
-        way finish, and the first failure is raised.
+        Take every file of a source, C{parallel} at a time: the source is
+        read one file at a time, in order, but inspections and publications
+        overlap. Files of one name are taken in the source's order, so the
+        report says what a one-by-one import would. When one fails (the
+        storage failed), no more are begun, those under way finish, and the
+        first failure is raised.
         """
         by_name: dict[str, list[Arrival]] = {}
         for arrival in arrivals:
@@ -258,8 +250,7 @@ class Ingest:
             return
         if arrival.size is not None and arrival.size > self._max_size:
             report.refused.append((arrival.origin, f"it has {arrival.size} bytes, more than "
-                                                   f"{self._max_size} ([pypid] "
-                                                   "max_upload_size)"))
+                                                   f"{self._max_size} ([pypid] max_upload_size)"))
             return
         existing = self.records.get(filename)
         if existing is not None and arrival.sha256 is not None:
@@ -289,12 +280,10 @@ class Ingest:
 
     async def _fetched(self, arrival: Arrival, spool: str) -> Digests | None:
         """
-        The digests of the arrival's bytes, spooled to C{spool} and
-        checked against what the source says of them; L{None} once
-        refused (and reported).
+        The digests of the arrival's bytes, spooled to C{spool} and checked
+        against what the source says of them; L{None} once refused (and reported).
         """
-        report = self.report
-        fetch = arrival.fetch
+        report, fetch = self.report, arrival.fetch
         assert fetch is not None, "an arrival the source refused has nothing to fetch"
         try:
             digests = await self._reading.run(fetch, spool, self._max_size)
@@ -348,9 +337,9 @@ class Ingest:
             return
         if inspected.tag_mismatch is not None:
             report.tag_mismatches.append((filename, inspected.tag_mismatch))
-        record = inspected.record.replace(uploader=cut_text(arrival.uploader,
-                                                                  UPLOADER_BYTES),
-                              yanked=cut_reason(arrival.yanked) if arrival.yank_known else None)
+        record = inspected.record.replace(
+            uploader=cut_text(arrival.uploader, UPLOADER_BYTES),
+            yanked=cut_reason(arrival.yanked) if arrival.yank_known else None)
         provenance = None
         if arrival.provenance is not None:
             # (read now, checked: the digest its record names, and a provenance
@@ -410,16 +399,13 @@ class Ingest:
     async def take_statuses(self, statuses: Mapping[str, BundledStatus]) -> None:
         """
         Keep the projects' statuses of a source (before its files: see the
-        module), or say in the report why not: the same status kept here
-        already is I{already there}; a quarantine replaces another status;
-        another status differing from the one kept here is a conflict.
+        module), or say in the report why not.
 
         @raise pypid.storage.base.interface.StorageError: the storage failed
             (the import stops before any file is taken).
         """
         report = self.report
-        for name in sorted(statuses):
-            bundled = statuses[name]
+        for name, bundled in sorted(statuses.items()):
             status, here = bundled.status, self._statuses.get(name)
             if here == status:
                 report.statuses_present += 1
@@ -462,14 +448,13 @@ class Ingest:
 async def carry_audit(audit: IJournal, members: Sequence[tuple[str, Opener]],
                       report: ImportReport, run: Run) -> None:
     """
-    Keep a bundle's audit log files (the source server's log, each checked
-    against the manifest already) as they are, under the destination log's
-    C{imported/<digest>/}, where its own chain never looks, after checking
-    their chains: a chain the source's server broke is reported, since it
-    is evidence as it came, not refused. C{<digest>} names the set by its
-    content, so the same bundle imported twice keeps it once.
+    Keep a bundle's audit log files (checked against its manifest already)
+    as they are, under the destination log's C{imported/<digest>/}, where
+    its own chain never looks. Their chains are checked: one the source's
+    server broke is reported, not refused (it is evidence as it came).
+    C{<digest>} names the set by its content, so a bundle imported twice
+    keeps it once.
 
-    @param audit: the destination's L{pypid.storage.base.journal.IJournal}.
     @param members: C{(name, opener)} of the bundle's C{audit/} members.
     """
     if not members:
@@ -498,10 +483,10 @@ def _read_member(opener: Opener) -> bytes:
 
 def import_entries(ingest: Ingest, when: str, who: str) -> list[Entry]:
     """
-    The destination's audit entries of an import: one C{import} entry per
-    file published and per tombstone added, naming where it came from and
-    who ran the import (the account of C{pypid-admin}: no pypid user is
-    involved), and one for the source's audit log kept.
+    The destination's audit entries of an import: one per file published,
+    tombstone added and status kept, and one for the source's audit log,
+    each naming who ran it (the account of C{pypid-admin}: no pypid user is
+    involved).
 
     @param when: the entries' time (L{pypid.core.records.audit_chain.format_time}).
     """

@@ -2,29 +2,24 @@
 What a bundle is made of, and its manifest: pure functions over names and
 bytes, so that the whole format is tested without a disk.
 
-A bundle is a folder, or a tar file of the same members (plain, or gzipped
-when its name ends in C{.tar.gz} or C{.tgz}); C{docs/migration.rst}, "What
-a bundle holds", lists the members: C{files/}, C{metadata/}, C{details/},
-C{provenance/}, C{records.json}, C{tombstones.json}, C{statuses.json},
-C{audit/} and C{manifest.json}, written last.
-
-A bundle of named indexes adds, per index, the same layout under
-C{indexes/NAME/} (each index has its own namespace of filenames), and
-C{indexes.json}, which says which indexes are there and their bases. The
-top-level members are the default index's. A project's status travels
-with its files: the import keeps the status before it takes any file, so
-a quarantined project's files arrive quarantined.
+A bundle is a folder, or a tar file of the same members (gzipped when its
+name ends in C{.tar.gz} or C{.tgz}); C{docs/migration.rst}, "What a bundle
+holds", lists them. A bundle of named indexes adds the same layout per
+index under C{indexes/NAME/} (each index has its own filenames) and
+C{indexes.json}, naming the indexes and their bases; the top-level members
+are the default index's. A project's status travels with its files: the
+import keeps it before any file, so a quarantined project's files arrive
+quarantined.
 
 C{indexes.json} and C{statuses.json} are written only when needed, so a
 bundle without named indexes or statuses is byte for byte what it always
 was; an older pypid refuses one with them as a layout it does not know,
 rather than flatten the indexes or import quarantined files as active.
 
-Every member but the manifest is named in it, distribution files under
-C{files}, the others under C{members}; a reader refuses a member it does
-not name, a name outside this layout, and bytes other than those it names.
-The manifest is written last, so a folder without one is an export that
-did not finish.
+The manifest, written last (a folder without one is an export that did not
+finish), names every other member: distribution files under C{files}, the
+others under C{members}. A reader refuses a member it does not name, a name
+outside this layout, and bytes other than those it names.
 """
 
 from __future__ import annotations
@@ -94,7 +89,14 @@ _DENSE_FROM = 64 << 10
 #: marker written to storage as it is imported).
 MAX_TOMBSTONES = 1 << 20
 
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+#: The members of fixed names, and their kinds.
+_FIXED = {MANIFEST: "manifest", RECORDS: "records", TOMBSTONES: "tombstones",
+          STATUSES: "statuses", INDEXES_JSON: "indexes"}
+#: C{(prefix, suffix, kind)} of the members that belong to a distribution file.
+_OF_A_FILE = ((_FILES, "", "file"), (_METADATA, ".metadata", "metadata"),
+              (_DETAILS, ".details", "details"), (_PROVENANCE, ".provenance", "provenance"))
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -177,35 +179,28 @@ def classify(name: str) -> Member:
     @raise BundleError: for a name outside the layout (an absolute path,
         C{..}, a folder a bundle does not have, a name that is no filename).
     """
-    for fixed, kind in ((MANIFEST, "manifest"), (RECORDS, "records"),
-                        (TOMBSTONES, "tombstones"), (STATUSES, "statuses"),
-                        (INDEXES_JSON, "indexes")):
-        if name == fixed:
-            return Member(name, kind)
+    if name in _FIXED:
+        return Member(name, _FIXED[name])
     if name.startswith(INDEXES):
         index, _, rest = name[len(INDEXES):].partition("/")
         if NAME.match(index) and index != DEFAULT and rest:
             inner = classify(rest)
-            if inner.index is None and inner.kind in ("file", "metadata", "details",
-                                                       "provenance", "records",
-                                                       "tombstones", "statuses"):
+            if inner.index is None and inner.kind not in ("manifest", "indexes", "audit"):
                 return Member(name, inner.kind, inner.filename, index)
         raise BundleError(f"the member {name!r} is not a file of a bundle")
-    if name.startswith(_FILES):
-        return Member(name, "file", _filename_in(name, _FILES))
-    if name.startswith(_METADATA) and name.endswith(".metadata"):
-        return Member(name, "metadata", _filename_in(name, _METADATA, ".metadata"))
-    if name.startswith(_DETAILS) and name.endswith(".details"):
-        return Member(name, "details", _filename_in(name, _DETAILS, ".details"))
-    if name.startswith(_PROVENANCE) and name.endswith(".provenance"):
-        return Member(name, "provenance",
-                      _filename_in(name, _PROVENANCE, ".provenance"))
-    if name.startswith(AUDIT):
-        parts = name[len(AUDIT):].split("/")
-        if (len(parts) <= 4 and all(parts) and not _CONTROL.search(name)
-                and not any(part.startswith(".") for part in parts)):
-            return Member(name, "audit")
+    for prefix, suffix, kind in _OF_A_FILE:
+        if name.startswith(prefix) and name.endswith(suffix):
+            return Member(name, kind, _filename_in(name, prefix, suffix))
+    if name.startswith(AUDIT) and _audit_path(name, 4):
+        return Member(name, "audit")
     raise BundleError(f"the member {name!r} is not a file of a bundle")
+
+
+def _audit_path(name: str, most: int) -> bool:
+    """Whether C{name} under C{audit/} has at most C{most} parts, none empty or hidden."""
+    parts = name[len(AUDIT):].split("/")
+    return (len(parts) <= most and all(parts) and not _CONTROL.search(name)
+            and not any(part.startswith(".") for part in parts))
 
 
 def is_folder(name: str) -> bool:
@@ -217,11 +212,7 @@ def is_folder(name: str) -> bool:
         index, _, rest = name[len(INDEXES):].partition("/")
         return (bool(NAME.match(index)) and index != DEFAULT
                 and rest in ("", "files", "metadata", "details", "provenance"))
-    if name.startswith(AUDIT):
-        parts = name[len(AUDIT):].split("/")
-        return (len(parts) < 4 and all(parts) and not _CONTROL.search(name)
-                and not any(part.startswith(".") for part in parts))
-    return False
+    return name.startswith(AUDIT) and _audit_path(name, 3)
 
 
 def limit_of(member: Member) -> int | None:
@@ -254,7 +245,7 @@ class Digest:
         if not isinstance(data, dict):
             raise BundleError(f"{where}: not an object with sha256 and size")
         sha256, size = data.get("sha256"), data.get("size")
-        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        if not isinstance(sha256, str) or not SHA256_HEX.match(sha256):
             raise BundleError(f"{where}: sha256 is not 64 lowercase hex digits")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BundleError(f"{where}: size is not a number of bytes")
@@ -269,8 +260,7 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
         values = data.count(b",") + data.count(b"{") + data.count(b"[") + 1
         if len(data) < values * MIN_BYTES_PER_VALUE:
             raise BundleError(f"{what}: {values} JSON values in {len(data)} bytes, fewer "
-                              f"than {MIN_BYTES_PER_VALUE} bytes each: not a member pypid "
-                              "writes")
+                              f"than {MIN_BYTES_PER_VALUE} bytes each: not a member pypid writes")
     try:
         value = json.loads(data)
     except (ValueError, RecursionError) as e:
@@ -278,6 +268,20 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BundleError(f"{what}: not a JSON object")
     return value
+
+
+def _json_field(data: bytes, what: str, key: str, kind: type[Any]) -> Any:
+    """The field C{key} of the JSON object C{data}, which must be a C{kind}."""
+    value = _json_object(data, what).get(key)
+    if not isinstance(value, kind):
+        raise BundleError(f"{what}: {key} must be "
+                          f"{'a list' if kind is list else 'a JSON object'}")
+    return value
+
+
+def _json_bytes(data: dict[str, Any], indent: int) -> bytes:
+    """A member's JSON, keys sorted (the same contents give the same bytes)."""
+    return json.dumps(data, indent=indent, sort_keys=True).encode("utf-8") + b"\n"
 
 
 @attrs.frozen
@@ -309,7 +313,7 @@ class BundleManifest:
             "members": {name: digest.to_json()
                         for name, digest in sorted(self.members.items())},
         }
-        return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+        return _json_bytes(data, 1)
 
     @classmethod
     def parse(cls, data: bytes) -> BundleManifest:
@@ -350,9 +354,8 @@ class BundleManifest:
 
 def records_bytes(records: Iterable[FileRecord]) -> bytes:
     """The bytes of C{records.json} for an iterable of L{FileRecord}s."""
-    data = {"records": [record.to_json()
-                        for record in sorted(records, key=lambda r: r.filename)]}
-    return json.dumps(data, indent=0, sort_keys=True).encode("utf-8") + b"\n"
+    return _json_bytes({"records": [record.to_json()
+                                    for record in sorted(records, key=lambda r: r.filename)]}, 0)
 
 
 def parse_records(data: bytes) -> dict[str, FileRecord]:
@@ -361,9 +364,7 @@ def parse_records(data: bytes) -> dict[str, FileRecord]:
 
     @raise BundleError: naming the record that is not valid.
     """
-    value = _json_object(data, RECORDS).get("records")
-    if not isinstance(value, list):
-        raise BundleError(f"{RECORDS}: records must be a list")
+    value = _json_field(data, RECORDS, "records", list)
     records: dict[str, FileRecord] = {}
     for number, item in enumerate(value, 1):
         where = f"{RECORDS}: record {number}"
@@ -382,8 +383,7 @@ def parse_records(data: bytes) -> dict[str, FileRecord]:
 
 def tombstones_bytes(filenames: Iterable[str]) -> bytes:
     """The bytes of C{tombstones.json} for an iterable of deleted filenames."""
-    data = {"tombstones": sorted(filenames)}
-    return json.dumps(data, indent=0).encode("utf-8") + b"\n"
+    return _json_bytes({"tombstones": sorted(filenames)}, 0)
 
 
 def parse_tombstones(data: bytes) -> frozenset[str]:
@@ -392,9 +392,7 @@ def parse_tombstones(data: bytes) -> frozenset[str]:
 
     @raise BundleError: naming an entry that is not a filename.
     """
-    value = _json_object(data, TOMBSTONES).get("tombstones")
-    if not isinstance(value, list):
-        raise BundleError(f"{TOMBSTONES}: tombstones must be a list")
+    value = _json_field(data, TOMBSTONES, "tombstones", list)
     if len(value) > MAX_TOMBSTONES:
         raise BundleError(f"{TOMBSTONES}: more than {MAX_TOMBSTONES} tombstones")
     names: set[str] = set()
@@ -441,8 +439,7 @@ class BundledStatus:
 
 def statuses_bytes(statuses: dict[str, BundledStatus]) -> bytes:
     """The bytes of C{statuses.json}: each project's L{BundledStatus}, by normalized name."""
-    data = {"statuses": {name: statuses[name].to_json() for name in sorted(statuses)}}
-    return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+    return _json_bytes({"statuses": {name: statuses[name].to_json() for name in statuses}}, 1)
 
 
 def parse_statuses(data: bytes, what: str = STATUSES) -> dict[str, BundledStatus]:
@@ -452,9 +449,7 @@ def parse_statuses(data: bytes, what: str = STATUSES) -> dict[str, BundledStatus
 
     @raise BundleError: naming the entry that is not valid.
     """
-    value = _json_object(data, what).get("statuses")
-    if not isinstance(value, dict):
-        raise BundleError(f"{what}: statuses must be a JSON object")
+    value = _json_field(data, what, "statuses", dict)
     if len(value) > MAX_STATUSES:
         raise BundleError(f"{what}: more than {MAX_STATUSES} statuses")
     found: dict[str, BundledStatus] = {}
@@ -495,9 +490,8 @@ class BundledIndex:
 
 def indexes_bytes(indexes: Iterable[BundledIndex]) -> bytes:
     """The bytes of C{indexes.json}."""
-    data = {"indexes": {index.name: {"bases": list(index.bases), "view": index.view}
-                        for index in sorted(indexes, key=lambda i: i.name)}}
-    return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+    return _json_bytes({"indexes": {index.name: {"bases": list(index.bases), "view": index.view}
+                                    for index in indexes}}, 1)
 
 
 def parse_indexes(data: bytes) -> tuple[BundledIndex, ...]:
@@ -506,9 +500,7 @@ def parse_indexes(data: bytes) -> tuple[BundledIndex, ...]:
 
     @raise BundleError: naming the entry that is not valid.
     """
-    value = _json_object(data, INDEXES_JSON).get("indexes")
-    if not isinstance(value, dict):
-        raise BundleError(f"{INDEXES_JSON}: indexes must be a JSON object")
+    value = _json_field(data, INDEXES_JSON, "indexes", dict)
     found: list[BundledIndex] = []
     for name, entry in sorted(value.items()):
         where = f"{INDEXES_JSON}: {name!r}"

@@ -3,31 +3,27 @@ A storage into a bundle (C{pypid-admin export}), beside a daemon that may
 be running on it.
 
 The storage is read as C{pypid-export} reads it (L{pypid.storage.base.reading}):
-the daemon's snapshot as what is known, then a scan that writes nothing,
-takes no lock and sweeps nothing. The bundle is the storage as that scan
-found it: the records it gave, each file's bytes checked against its
-record's sha256 as they are copied, so a copy is never half of an upload
-or another file's bytes. A daemon may upload, yank or delete meanwhile:
-an upload after the scan is not in the bundle, a yank after it is not
-either, and a file deleted before it is copied is left out and reported
-(the run then exits 1, and a second run gives the bundle as it is then).
+the daemon's snapshot, then a scan that writes nothing, takes no lock and
+sweeps nothing. The bundle is the storage as that scan found it, each
+file's bytes checked against its record's sha256 as they are copied, so a
+copy is never half of an upload or another file's bytes. What a daemon
+uploads or yanks after the scan is not in the bundle; a file it deletes
+before it is copied is left out and reported (the run then exits 1, and a
+second run gives the bundle as it is then).
 
-A file in the recycle bin is not carried: its name is, as a tombstone,
+A file in the recycle bin is not carried, but its name is, as a tombstone,
 so that the server a bundle is imported into keeps the name closed (no
-other bytes, and no upstream, under a name this one still holds); restore
-a file before the export to carry it.
+other bytes, and no upstream, under it); restore a file to carry it.
 
-The projects' statuses (PEP 792) go in C{statuses.json}, as
-storage keeps them (read as the daemon reads them at a start), with who
-set each and when, from the last C{status} entry of the audit log that
-set it (none when the log does not say). A quarantined project's files
-are carried like any other, its status with them (L{pypid.bundle.manifest}).
+The projects' statuses (PEP 792) go in C{statuses.json} as storage keeps
+them, with who set each and when, from the last C{status} entry of the
+audit log that set it (none when the log does not say). A quarantined
+project's files are carried like any other, its status with them.
 
 Members are written file by file (each file, its metadata and details),
-then the statuses, the records, the tombstones and the manifest.
-
-Named indexes are packed the same way, each from its own storage and
-snapshot, under C{indexes/NAME/}, with C{indexes.json}.
+then the statuses, the records, the tombstones and the manifest. Named
+indexes are packed the same way, each from its own storage and snapshot,
+under C{indexes/NAME/}, with C{indexes.json}.
 """
 
 from __future__ import annotations
@@ -116,10 +112,7 @@ class PackReport:
 
 @attrs.frozen
 class _WriterTarget:
-    """
-    A L{pypid.storage.base.reading.FileSink} over a bundle writer, for
-    L{pypid.storage.base.reading.put_file}.
-    """
+    """A L{pypid.storage.base.reading.FileSink} over a bundle writer."""
 
     _writer: BundleWriter
     _run: Run
@@ -139,9 +132,9 @@ class _WriterTarget:
     def put_file(self, path: str, source: str, sha256: str, consume: bool,
                  size: int | None = None) -> Deferred[Digest]:
         """
-        Add the local file C{source} as the member C{path}; a spooled one
-        was checked as it was fetched, a storage file is checked here.
-        Fire with its L{Digest}.
+        Add the local file C{source} as the member C{path}; fire with its
+        L{Digest}. A spooled one was checked as it was fetched, a storage
+        file is checked here.
         """
         d: Deferred[Digest] = self._run(self._writer.add_file, path, source,
                                         None if consume else sha256)
@@ -172,18 +165,17 @@ async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
                       indexes: Sequence[PackedIndex] = ()) -> PackReport:
     """
     Write the storage's files, records, metadata, details, tombstones and
-    audit log into C{writer} (see L{pypid.bundle.archive.open_writer}),
-    then its manifest. The writer is not finished when a file was left out
-    either: what was taken makes a consistent bundle.
+    audit log into C{writer} (L{pypid.bundle.archive.open_writer}), then its
+    manifest, even when a file was left out: what was taken makes a
+    consistent bundle.
 
-    @param clock: provides C{seconds()}, for the manifest's date.
-    @param audit: the storage's L{pypid.storage.base.journal.IJournal}, whose
-        files go under C{audit/} as they are stored (so their chains can
-        still be checked), or L{None}. Reading them takes each file's
-        shared lock for a moment, never the daemon's.
+    @param clock: for the manifest's date.
+    @param audit: the storage's journal, whose files go under C{audit/} as
+        they are stored (so their chains can still be checked), or L{None}.
+        Reading them takes each file's shared lock for a moment, never the
+        daemon's.
     @param storage: the default index's storage, or L{None} to leave it
         out (its records and tombstones are then empty).
-    @param indexes: the named indexes to pack as well (L{PackedIndex}).
     @raise pypid.storage.base.interface.StorageError: the storage failed.
     """
     report = PackReport()
@@ -230,10 +222,7 @@ async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
 async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
                       target: _WriterTarget, run: Run, report: PackReport
                       ) -> tuple[list[FileRecord], frozenset[str]]:
-    """
-    Write one index's files, metadata and details; return the records of
-    the files taken and the index's tombstones.
-    """
+    """Write one index's files, metadata and details; return their records and its tombstones."""
     scanned = await load_records(storage, snapshot_path, run)
     taken: list[FileRecord] = []
     binned: set[str] = set()
@@ -277,8 +266,8 @@ def status_setters(logged: Sequence[tuple[str, bytes]], index: str
     """
     C{(user, time, detail)} of the last C{status} entry that set each
     project's status in the index C{index}, from the audit log's files
-    (C{(name, bytes)}); a line that is no entry is passed over (the log's
-    own check is C{pypid-admin audit verify}).
+    (C{(name, bytes)}); a line that is no entry is passed over
+    (C{pypid-admin audit verify} checks the log).
     """
     found: dict[str, tuple[str | None, str, str | None]] = {}
     wanted = None if index == DEFAULT else index
@@ -302,9 +291,9 @@ def status_setters(logged: Sequence[tuple[str, bytes]], index: str
 async def _pack_statuses(storage: IStorage, index: str, logged: Sequence[tuple[str, bytes]],
                          target: _WriterTarget, report: PackReport) -> None:
     """
-    Write one index's projects' statuses, with who set each and when
+    Write one index's projects' statuses, if any, with who set each and when
     (L{status_setters}: the last entry that set it, when its detail names
-    the status storage keeps); nothing when no project has one.
+    the status storage keeps).
     """
     statuses = await read_statuses(storage)
     if not statuses:

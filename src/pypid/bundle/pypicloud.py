@@ -14,9 +14,9 @@ C{pypicloud/storage/s3.py}, C{object_store.py} and C{files.py}):
     is the upload time.
 
 pypicloud keeps no yank state and no tombstones. Each file's record is
-learnt from the file itself (inspected as an upload is); what is taken
-from pypicloud is the upload time, the uploader and the sha256, which is
-checked against the bytes.
+learnt from the file itself (inspected as an upload is); only the upload
+time, the uploader and the sha256 (checked against the bytes) are
+pypicloud's.
 
 A pypid server whose own bucket prefix holds pypicloud's objects already
 serves them in place (its scan reads any distribution key); this import is
@@ -55,8 +55,7 @@ def _text(value: Any) -> str | None:
 
 def parse_bucket_url(url: str) -> tuple[str, str, str]:
     """
-    C{(backend, bucket, prefix)} of a bucket's URL: C{s3://BUCKET/PREFIX},
-    C{azure://CONTAINER/PREFIX} ... (L{pypid.config.store_backends.url_forms}).
+    C{(backend, bucket, prefix)} of a bucket's URL (C{s3://BUCKET/PREFIX} ...).
 
     @raise BundleError: when there is no bucket.
     """
@@ -90,8 +89,6 @@ class PypicloudBucketSource:
     A pypicloud bucket under a prefix; see the module. Each file is read
     whole into memory (one at a time, at most C{[pypid] max_upload_size}),
     as the server reads a file it finds in its own bucket.
-
-    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} of the bucket.
     """
 
     kind = "pypicloud"

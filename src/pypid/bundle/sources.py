@@ -17,7 +17,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -30,10 +29,12 @@ from pypid.bundle.ingest import Arrival, Digests, Fetch, Opener, SourceUnavailab
 from pypid.bundle.manifest import (
     INDEXES_JSON,
     MANIFEST,
+    SHA256_HEX,
     BundledStatus,
     BundleError,
     BundleManifest,
     Digest,
+    Member,
     classify,
     file_member,
     parse_indexes,
@@ -107,18 +108,15 @@ class Offer:
     @ivar arrivals: the files, as L{Arrival}s, in the order best read in.
     @ivar tombstones: deleted filenames the source keeps (a bundle's).
     @ivar ignored: C{(origin, why)} of what is not imported by design.
-    @ivar refused: C{(origin, why)} of what the source holds but cannot
-        offer, not tied to one file (a bundle's audit log file that does
-        not match its manifest).
+    @ivar refused: C{(origin, why)} of what the source cannot offer, not
+        tied to one file (a bundle's audit log file that does not match its
+        manifest).
     @ivar audit: C{(name, opener)} of the bundle's audit log members,
-        checked against its manifest (see L{pypid.bundle.ingest.carry_audit}).
-    @ivar indexes: what goes into named indexes (L{IndexOffer}); the rest
-        (C{arrivals}, C{tombstones}) is the default index's.
+        checked against its manifest (L{pypid.bundle.ingest.carry_audit}).
+    @ivar indexes: what goes into named indexes; the rest is the default index's.
     @ivar note: what to tell people once it is imported (lines), or C{""}.
-    @ivar statuses: the default index's projects' statuses (PEP 792: a
-        bundle's C{statuses.json}; none from the other sources, which keep
-        none), kept before any file is taken
-        (L{pypid.bundle.ingest.Ingest.take_statuses}).
+    @ivar statuses: the default index's projects' statuses (PEP 792; only
+        a bundle keeps them), kept before any file is taken.
     """
 
     arrivals: tuple[Arrival, ...]
@@ -172,10 +170,9 @@ def detect(path: str) -> str:
 
 def open_regular(path: str) -> IO[bytes]:
     """
-    Open a file for reading, refusing anything but a regular file (a
-    device or a FIFO would block or never end) and a symbolic link (which
-    may lead out of the folder imported, as devpi imports and bundles
-    refuse them).
+    Open a file for reading, refusing anything but a regular file (a device
+    or a FIFO would block or never end) and a symbolic link (which may lead
+    out of the folder imported).
 
     @raise SourceUnavailable: when it is not a regular file.
     """
@@ -198,19 +195,15 @@ def _copy(opener: Opener, path: str, limit: int) -> Digests:
 
 
 def local_fetch(run: Run, opener: Opener) -> Fetch:
-    """
-    An L{Arrival.fetch} copying what C{opener()} (a file object) gives, in
-    a worker thread.
-    """
+    """An L{Arrival.fetch} copying what C{opener()} gives, in a worker thread."""
     return lambda path, limit: run(_copy, opener, path, limit)
 
 
 def walk_files(root: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
     """
     Yield C{(relative path, absolute path, stat)} of every file under
-    C{root}, skipping names that start with a dot (as pypid and pypiserver
-    do) and never following a link (the stat is the link's own: see
-    L{refusal_of}).
+    C{root}, but hidden ones (as pypid and pypiserver skip them); the stat
+    is a link's own (see L{refusal_of}).
     """
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -249,12 +242,11 @@ def refusal_of(info: os.stat_result | None) -> str | None:
 
 class BundleSource:
     """
-    A bundle (L{pypid.bundle.manifest}), folder or tar file. Reading it
-    checks it whole before anything is offered: a bundle with a member
-    outside its layout, without a manifest, or whose records or
-    tombstones do not match the manifest, is refused entirely
-    (L{BundleError}); a file whose bytes, metadata or details do not
-    match, or that has no record, is refused alone.
+    A bundle (L{pypid.bundle.manifest}), folder or tar file, checked whole
+    before anything is offered: one with a member outside its layout,
+    without a manifest, or whose records or tombstones do not match it, is
+    refused entirely (L{BundleError}); a file whose bytes, metadata or
+    details do not match, or that has no record, is refused alone.
     """
 
     kind = "bundle"
@@ -272,12 +264,19 @@ class BundleSource:
             raise BundleError(f"{self._path} has no {MANIFEST}: it is not a pypid bundle, "
                               "or an export that did not finish")
         manifest = BundleManifest.parse(kept[MANIFEST])
-        named = parse_indexes(self._checked(INDEXES_JSON, manifest)) \
+        named = parse_indexes(self._checked(reader, INDEXES_JSON, manifest)) \
             if INDEXES_JSON in kept or INDEXES_JSON in manifest.members else ()
         names = {index.name for index in named}
         problems: dict[tuple[str, str], str] = {}
         refused: list[tuple[str, str]] = []
         audit: list[tuple[str, Opener]] = []
+
+        def wrong(member: Member, why: str) -> None:
+            # (a file's own member refuses that file; any other, itself)
+            if member.filename is not None:
+                problems.setdefault((member.index or DEFAULT, member.filename), why)
+            else:
+                refused.append((member.name, why))
         for name in [*reader.digests, *reader.files]:
             member = classify(name)
             if member.index is not None and member.index not in names:
@@ -292,54 +291,38 @@ class BundleSource:
                 if member.kind == "audit":
                     audit.append((name, partial(reader.open, name)))
                 continue
-            why = (f"{name} is in the bundle but not in its manifest" if expected is None
-                   else f"{name} {_differs(found, expected)}")
-            if member.filename is not None:
-                problems.setdefault((member.index or DEFAULT, member.filename), why)
-            else:
-                refused.append((name, why))
+            wrong(member, f"{name} is in the bundle but not in its manifest" if expected is None
+                  else f"{name} {_differs(found, expected)}")
         for name in sorted(manifest.members):
             if name not in reader.sizes:
-                member = classify(name)
-                why = f"{name} is named in the manifest but missing from the bundle"
-                if member.filename is not None:
-                    problems.setdefault((member.index or DEFAULT, member.filename), why)
-                else:
-                    refused.append((name, why))
-        arrivals, tombstones = self._index(DEFAULT, manifest, problems)
+                wrong(classify(name),
+                      f"{name} is named in the manifest but missing from the bundle")
+        arrivals, tombstones = self._index(reader, DEFAULT, manifest, problems)
         offers = []
         for index in named:
-            found_arrivals, found_tombstones = self._index(index.name, manifest, problems)
+            found_arrivals, found_tombstones = self._index(reader, index.name, manifest, problems)
             offers.append(IndexOffer(index.name, index.bases, found_arrivals, found_tombstones,
-                                     statuses=self._statuses(index.name, manifest)))
+                                     statuses=self._statuses(reader, index.name, manifest)))
         return Offer(arrivals, tombstones, (), tuple(refused), tuple(audit), tuple(offers),
-                     statuses=self._statuses(DEFAULT, manifest))
+                     statuses=self._statuses(reader, DEFAULT, manifest))
 
-    def _statuses(self, index: str, manifest: BundleManifest) -> dict[str, BundledStatus]:
+    def _statuses(self, reader: BundleReader, index: str,
+                  manifest: BundleManifest) -> dict[str, BundledStatus]:
         """
-        The projects' statuses of one index of the bundle; none when it has
-        no C{statuses.json} (a bundle of a storage without any, or of a
-        pypid that did not export statuses yet).
+        The projects' statuses of one index of the bundle; none without a
+        C{statuses.json} (a storage without any, or an older pypid's).
 
         @raise BundleError: when the member does not match the manifest, or
-            is missing while the manifest names it: a status must not be
-            lost on the way (the project's files would arrive active).
+            is missing while the manifest names it: a status lost on the way
+            would have the project's files arrive active.
         """
-        reader = self._reader
-        assert reader is not None  # (read() opened it)
         member = statuses_member(index)
         if member not in reader.kept and member not in manifest.members:
             return {}
-        return parse_statuses(self._checked(member, manifest), member)
+        return parse_statuses(self._checked(reader, member, manifest), member)
 
-    def _checked(self, name: str, manifest: BundleManifest) -> bytes:
-        """
-        The kept member C{name}, once it matches the manifest.
-
-        @raise BundleError: when it is missing or does not match.
-        """
-        reader = self._reader
-        assert reader is not None  # (read() opened it)
+    def _checked(self, reader: BundleReader, name: str, manifest: BundleManifest) -> bytes:
+        """The kept member C{name}; L{BundleError} when missing or not the manifest's."""
         if name not in reader.kept:
             raise BundleError(f"{self._path} has no {name}")
         expected, found = manifest.members.get(name), reader.digests[name]
@@ -350,14 +333,12 @@ class BundleSource:
             raise BundleError(f"{name} {_differs(found, expected)}: the bundle was changed")
         return reader.kept[name]
 
-    def _index(self, index: str, manifest: BundleManifest,
+    def _index(self, reader: BundleReader, index: str, manifest: BundleManifest,
                problems: dict[tuple[str, str], str]
                ) -> tuple[tuple[Arrival, ...], frozenset[str]]:
         """The arrivals and tombstones of one index of the bundle (C{default}: the top level)."""
-        reader = self._reader
-        assert reader is not None  # (read() opened it)
-        records = parse_records(self._checked(records_member(index), manifest))
-        tombstones = parse_tombstones(self._checked(tombstones_member(index), manifest))
+        records = parse_records(self._checked(reader, records_member(index), manifest))
+        tombstones = parse_tombstones(self._checked(reader, tombstones_member(index), manifest))
         own = None if index == DEFAULT else index
         listed = (manifest.files if own is None else
                   {m.filename: d for n, d in manifest.members.items()
@@ -372,33 +353,29 @@ class BundleSource:
             filename = member.filename
             assert filename is not None  # (the reader's files are file members)
             offered.add(filename)
-            arrivals.append(self._arrival(name, filename, listed, records,
+            arrivals.append(self._arrival(reader, index, name, filename, listed, records,
                                           problems.get((index, filename))))
         for filename in sorted((set(listed) | set(records)) - offered):
             arrivals.append(Arrival(filename, file_member(filename, index), None, 0.0,
                                     refused="missing from the bundle"))
         return tuple(arrivals), tombstones
 
-    def _arrival(self, name: str, filename: str, listed: dict[str, Digest],
-                 records: dict[str, FileRecord], problem: str | None) -> Arrival:
-        expected = listed.get(filename)
-        record = records.get(filename)
-        reader = self._reader
-        assert reader is not None  # (read() opened it)
+    def _arrival(self, reader: BundleReader, index: str, name: str, filename: str,
+                 listed: dict[str, Digest], records: dict[str, FileRecord],
+                 problem: str | None) -> Arrival:
+        expected, record = listed.get(filename), records.get(filename)
         if problem is None:
             if expected is None:
                 problem = f"{name} is in the bundle but not in its manifest"
             elif record is None:
-                problem = f"it has no record in {records_member(_index_of(name))}"
+                problem = f"it has no record in {records_member(index)}"
             elif record.sha256 != expected.sha256 or record.size != expected.size:
-                problem = (f"its record in {records_member(_index_of(name))} and the "
-                           "manifest disagree")
+                problem = f"its record in {records_member(index)} and the manifest disagree"
             elif reader.sizes[name] != expected.size:
-                problem = (f"it has {reader.sizes[name]} bytes; the manifest says "
-                           f"{expected.size}")
+                problem = f"it has {reader.sizes[name]} bytes; the manifest says {expected.size}"
         provenance = None
         if problem is None and record is not None and record.provenance_sha256 is not None:
-            member = provenance_member(filename, _index_of(name))
+            member = provenance_member(filename, index)
             if member not in reader.digests:
                 problem = f"its record names a provenance, but the bundle has no {member}"
             else:
@@ -427,11 +404,6 @@ def _read_member(opener: Callable[[str], IO[bytes]], name: str, digest: Digest) 
     return data
 
 
-def _index_of(name: str) -> str:
-    """The index the member C{name} belongs to."""
-    return classify(name).index or DEFAULT
-
-
 def _differs(found: Digest, expected: Digest) -> str:
     return (f"has sha256 {found.sha256} ({found.size} bytes); the manifest says "
             f"{expected.sha256} ({expected.size} bytes)")
@@ -441,10 +413,7 @@ def _differs(found: Digest, expected: Digest) -> str:
 
 
 class FolderSource:
-    """
-    A source that is a folder of files (pypiserver's, pypicloud's
-    C{storage.dir}): its path, and C{run} for its blocking reads.
-    """
+    """A source that is a folder of files (pypiserver's, pypicloud's C{storage.dir})."""
 
     def __init__(self, path: str, run: Run) -> None:
         self._path = path
@@ -482,27 +451,19 @@ class PypiserverSource(FolderSource):
     """
     A folder pypiserver serves: distribution files, flat or in nested
     folders. pypiserver keeps nothing but the files, so each one's upload
-    time is its modification time, and every file goes through the
-    ingest's inspection (a file that is no distribution is refused there,
-    with the reason).
+    time is its modification time.
     """
 
     kind = "pypiserver"
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
-
-
 def sha256_of(value: Any) -> str | None:
     """The hex sha256 a source gives (any case), lower-cased; L{None} when it is not one."""
-    return value.lower() if isinstance(value, str) and _SHA256.match(value.lower()) else None
+    return value.lower() if isinstance(value, str) and SHA256_HEX.match(value.lower()) else None
 
 
 def read_json_file(path: str, limit: int) -> dict[str, Any] | None:
-    """
-    The JSON object in a small file at C{path}, or L{None} when it is
-    missing, too big or not a JSON object (blocking).
-    """
+    """The JSON object in a small file, or L{None} when missing, too big or no object."""
     try:
         with open_regular(path) as f:
             data = f.read(limit + 1)

@@ -4,12 +4,12 @@ that nginx, a bucket or a CDN serves it without the daemon.
 
   - L{plan}: pure; what an export writes and removes, and the manifest that
     makes the next one incremental.
-  - L{source}: reading the server's storage without disturbing a daemon
-    that runs on it.
+  - L{outputs}, L{people_files}: what each path holds.
   - L{target}: where it is written, a folder or a bucket, behind one interface.
   - L{exporter}: one export, in the order that keeps a served tree consistent.
 
-The command line is L{pypid.cli.export}.
+The storage is read by L{pypid.storage.base.reading}; the command line is
+L{pypid.cli.export}.
 """
 
 from __future__ import annotations

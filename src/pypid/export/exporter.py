@@ -75,18 +75,13 @@ Taken = dict[str, tuple[dict[str, bytes], list[str], dict[str, bytes]]]
 @attrs.define
 class ExportReport:
     """
-    What an export did.
+    What an export did: its projects, those C{changed} (rendered again) and
+    C{removed}; the paths C{written}, C{kept} (rendered again to the bytes
+    already there) and C{deleted}.
 
-    @ivar projects: the projects in the export.
-    @ivar changed: those rendered again.
-    @ivar removed: those removed.
-    @ivar written: paths written.
-    @ivar kept: paths rendered again but already holding the same bytes.
-    @ivar deleted: paths removed.
     @ivar problems: one line per file left out (its project is rendered
         again at the next export).
     @ivar rebuilt: whether every project was rendered.
-    @ivar seconds: how long it took.
     """
 
     projects: int = 0
@@ -125,16 +120,15 @@ class Exporter:
     Writes the static export of a storage to a target, once.
 
     @ivar _snapshot: the daemon's snapshot file, or L{None}.
-    @ivar _people: the L{pypid.export.plan.People} pages, or L{None}.
+    @ivar _people: the pages for people, or L{None}.
     @ivar _full: render and write everything, whatever the manifest says.
-    @ivar _clock: C{clock() -> float}, for the report's duration.
-    @ivar _chain: a named index's hosted sources and filters:
-        what it lists is exported, each file from the storage that holds
-        it, instead of C{_storage} as it is.
+    @ivar _clock: for the report's duration.
+    @ivar _chain: a named index's hosted sources and filters: what it lists
+        is exported, each file from the storage that holds it, instead of
+        C{_storage} as it is.
     @ivar _advisories: the exported index's advisory policy over the
         advisories in force (L{pypid.advisories.feed.read_in_force}), which
-        the export applies as the daemon does; L{None}: none (the index
-        acts on none).
+        the export applies as the daemon does; L{None} when it acts on none.
     """
 
     _storage: IStorage
@@ -157,10 +151,8 @@ class Exporter:
 
     def export(self) -> Deferred[ExportReport]:
         """
-        Export once.
-
-        @rtype: L{Deferred} firing with an L{ExportReport}, or failing with
-            L{ExportError} or L{pypid.storage.base.interface.StorageError}
+        Export once: fire with an L{ExportReport}, or fail with L{ExportError}
+        or L{pypid.storage.base.interface.StorageError}.
         """
         return ensureDeferred(self._export())
 
@@ -179,9 +171,8 @@ class Exporter:
                 log.warn("Not exporting {filename}: {reason}", filename=record.filename,
                          reason=reason)
                 self._report.problems.append(f"{record.filename}: {reason}")
-            index = plans.build_index(records, result.tombstones,
-                                      self._settings.page_file_url(), statuses,
-                                      self._advisories)
+            index = plans.build_index(records, result.tombstones, self._settings.page_file_url(),
+                                      statuses, self._advisories)
             plan = plans.plan(index, self._previous, self._settings, self._full)
             changed = await self._described_since(index, plan, self._with_suspects(plan))
             log.info("Read {files} of {projects} from the storage; rendering "
@@ -226,8 +217,7 @@ class Exporter:
         if chain is None:
             result = await reading.load_records(self._storage, self._snapshot, self._run)
             return result, await reading.read_statuses(self._storage)
-        self._holders = await reading.load_index(chain.parts, chain.filters, chain.now,
-                                                 self._run)
+        self._holders = await reading.load_index(chain.parts, chain.filters, chain.now, self._run)
         return self._holders.result, self._holders.statuses
 
     def _from(self, record: FileRecord) -> IStorage:
@@ -278,9 +268,9 @@ class Exporter:
                 changed.add(name)
         for path in self._suspect:
             parts = path.split("/")
-            if len(parts) > 2 and parts[0] in ("simple", "files", "pypi"):
-                if parts[1] in plan.fingerprints:
-                    changed.add(parts[1])
+            if (len(parts) > 2 and parts[0] in ("simple", "files", "pypi")
+                    and parts[1] in plan.fingerprints):
+                changed.add(parts[1])
         return sorted(changed)
 
     async def _described_since(self, index: Index, plan: Plan,
@@ -329,10 +319,7 @@ class Exporter:
         return self._previous.written_sha256(owner, output.path) != output.sha256
 
     async def _journal(self, outputs: Iterable[Output | str]) -> None:
-        """
-        Keep the paths about to be written or removed (L{Output}s, or
-        paths) in L{plans.PENDING}, before touching them.
-        """
+        """Keep the paths (or L{Output}s) about to be written or removed in L{plans.PENDING}."""
         fresh = {o if isinstance(o, str) else o.path for o in outputs} - self._pending
         if fresh:
             self._pending |= fresh
@@ -340,10 +327,7 @@ class Exporter:
                                      JSON_TYPE)
 
     async def _write_pages(self, owned: Sequence[tuple[str | None, Output]]) -> None:
-        """
-        Write the pages among C{owned} (C{(owner, output)} pairs) that are
-        not there already, after noting them in L{plans.PENDING}.
-        """
+        """Write the C{(owner, output)} pages not there already, noted first in L{plans.PENDING}."""
         todo = [(owner, output) for owner, output in owned if self._needed(owner, output)]
         await self._journal([output for _, output in todo])
         await self._each(todo, lambda item: self._target.write(
@@ -356,8 +340,6 @@ class Exporter:
         Put the files of the projects C{names} and their metadata in place;
         leave out of the index the files that cannot be taken, and announce
         metadata only where it is written.
-
-        @return: name -> C{(metadata by filename, problems)}.
         """
         taken: Taken = {}
         planned: dict[str, list[Output]] = {}
@@ -378,8 +360,7 @@ class Exporter:
                         kept = await self._from(record).read_provenance(record)
                         if kept is not None:
                             provenance[record.filename] = kept
-                planned[name] = [o for o in file_outputs(project, metadata, provenance,
-                                                               left_out)
+                planned[name] = [o for o in file_outputs(project, metadata, provenance, left_out)
                                  if self._needed(name, o)]
             taken[name] = (metadata, [], provenance)
         await self._each(list(names), read)
@@ -449,32 +430,26 @@ class Exporter:
                     if raw is not None:
                         break
                 info = legacy_info(project, latest, raw) if latest is not None else None
-            outputs = project_outputs(index, project, self._settings, plan.serial,
-                                            latest, info)
+            outputs = project_outputs(index, project, self._settings, plan.serial, latest, info)
             undescribed: tuple[str, ...] = ()
             if self._people is not None:
                 details: dict[str, bytes | None] = {}
                 if not index.statuses.quarantined(name):
                     # (a quarantined project's page for people shows no file)
                     for record in project.sorted_files():
-                        details[record.filename] = await self._from(record).read_details(
-                            record)
+                        details[record.filename] = await self._from(record).read_details(record)
                 people = people_outputs(self._people.project(index, project, details))
                 self._claim(name, people)
                 outputs += people
                 undescribed = tuple(sorted(f for f, d in details.items() if d is None))
-            paths: dict[str, str] = {}
-            if self._settings.writes_files:
-                # (every path written for it, its provenance too: one no
-                # longer written is removed with what is gone)
-                for output in file_outputs(project, metadata, provenance, left_out):
-                    paths[output.path] = output.sha256
-            for output in outputs:
-                paths[output.path] = output.sha256
-                owned.append((name, output))
-            states[name] = ProjectState("" if problems else plan.fingerprints[name],
-                                        plan.serial, package_entry(project, latest),
-                                        paths, undescribed)
+            # (every path written for it, its provenance too: one no longer
+            # written is removed with what is gone)
+            files = (file_outputs(project, metadata, provenance, left_out)
+                     if self._settings.writes_files else [])
+            paths = {output.path: output.sha256 for output in [*files, *outputs]}
+            owned.extend((name, output) for output in outputs)
+            states[name] = ProjectState("" if problems else plan.fingerprints[name], plan.serial,
+                                        package_entry(project, latest), paths, undescribed)
         await self._each(list(names), render)
         await self._write_pages(owned)
         return states
@@ -486,7 +461,7 @@ class Exporter:
         for name in plan.fingerprints:
             if name in states:
                 projects[name] = states[name]
-            elif previous is not None and name in previous.projects and name not in states:
+            elif previous is not None and name in previous.projects:
                 # Not rendered: unchanged (or gone from the index after its
                 # every file failed, when it is rendered but has no state).
                 state = previous.projects[name]
@@ -497,8 +472,7 @@ class Exporter:
 
     async def _root(self, index: Index, current: ExportManifest) -> dict[str, str]:
         """Write the project list, C{packages.json} and the site's pages; return their paths."""
-        entries: dict[str, Entry | None] = {
-            name: state.entry for name, state in current.projects.items()}
+        entries: dict[str, Entry | None] = {n: s.entry for n, s in current.projects.items()}
         outputs = root_outputs(index, entries)
         if self._people is not None:
             site = people_outputs(self._people.site(index))

@@ -1,10 +1,9 @@
 """
-What each path of a static export holds: the pages of a project (its
-simple pages, the daemon's bytes, and its legacy JSON), its files with
-their core metadata and provenance, the project list, and the pages for
-people checked before they are written. Apart from L{pypid.export.plan},
-which decides which projects to render and what to remove, because these
-make the bytes and that one only compares records.
+What each path of a static export holds: a project's pages (its simple
+pages, the daemon's bytes, and its legacy JSON), its files with their core
+metadata and provenance, the project list, and the pages for people,
+checked before they are written. L{pypid.export.plan} decides which
+projects to render and what to remove; this makes the bytes.
 
 The tree an export writes, served by a plain web server (nginx, a
 bucket, a CDN) as the daemon serves its read API::
@@ -103,9 +102,7 @@ def people_outputs(pairs: PeoplePairs) -> list[Output]:
 def package_entry(project: Project, version: str | None) -> Entry | None:
     """
     The project's line in C{packages.json} (name, display name, summary,
-    latest version), or L{None} for a project without files.
-
-    @param version: the project's latest version (L{None} without files).
+    latest C{version}), or L{None} for a project without files.
     """
     if version is None:
         return None
@@ -123,10 +120,8 @@ def file_outputs(project: Project, metadata: dict[str, bytes],
     Integrity API serves it (JSON; a static server cannot answer 406).
 
     @param metadata: filename -> the metadata bytes to write beside it; a
-        file missing here gets no C{.metadata} (and its record, none
-        announced: see L{announced}).
-    @param provenance: filename -> its provenance object, for those that
-        have one.
+        file missing here gets no C{.metadata} (and none is L{announced}).
+    @param provenance: filename -> its provenance object, where it has one.
     @param left_out: the filenames not written at all (L{withheld}).
     """
     outputs = []
@@ -174,14 +169,12 @@ def announced(record: FileRecord, metadata: dict[str, bytes]) -> FileRecord:
 def project_outputs(index: Index, project: Project, settings: ExportSettings, serial: int,
                     latest: str | None, info: dict[str, Any] | None) -> list[Output]:
     """
-    A project's pages: its simple pages (the daemon's bytes) and, when it
-    has files and is not quarantined (L{has_legacy_json}), its legacy JSON,
-    naming the advisories the index acts on in its latest release, as the
-    daemon's does.
+    A project's pages: its simple pages (the daemon's bytes) and, where
+    L{has_legacy_json}, its legacy JSON, naming the advisories the index
+    acts on in its C{latest} release, as the daemon's does.
 
     @param serial: the C{last_serial} the legacy JSON announces (the export
         at which the project last changed).
-    @param latest: the project's latest version.
     @param info: what L{legacy_info} gave (ignored without files).
     """
     page = index.rendered.project_page(project, JSON)
@@ -226,19 +219,12 @@ def legacy_info_sources(project: Project, latest: str | None) -> list[FileRecord
 
 def legacy_info(project: Project, latest: str | None,
                 metadata: bytes | None) -> dict[str, Any]:
-    """
-    C{info} of the legacy JSON: from C{metadata}, the bytes of the first of
-    L{legacy_info_sources} that could be read, or L{None}.
-    """
+    """C{info} of the legacy JSON, from the first of L{legacy_info_sources} read, or L{None}."""
     return legacy_json.info_from(metadata, _release(project, latest))
 
 
 def root_outputs(index: Index, entries: dict[str, Entry | None]) -> list[Output]:
-    """
-    The project list in both forms, and C{packages.json}.
-
-    @param entries: each project's L{package_entry} (L{None}s left out).
-    """
+    """The project list in both forms, and C{packages.json} of the L{package_entry}s."""
     packages = [entries[name] for name in sorted(entries) if entries[name] is not None]
     return [
         Output.page("simple/index.html", index.rendered.root_page(HTML).body, HTML_TYPE),

@@ -11,18 +11,14 @@ the export's C{packages.json} instead of the server's C{/api/search}::
 
 A project's status (PEP 792) and the index's advisories are shown as the
 daemon shows them to a reader who is not an admin: a quarantined project
-has one page, its status and no file (no page per version); another
-project's pages say its status first thing, and a release the advisories
-name lists them.
+has one page, its status and no file; another project's pages say its
+status first thing, and a release the advisories name lists them.
 
 Links are relative, so the tree can be served under any path. There is no
 C{/login} (a static copy has no access control) and nothing is described
 in the background: a file stored without details gets a page without its
 description until the daemon has described it and the project is exported
-again.
-
-The assets come from the daemon's package (L{pypid.assets}): the same
-files, under the same digest names.
+again. The assets are the daemon's (L{pypid.assets}), under the same names.
 """
 
 from __future__ import annotations

@@ -1,29 +1,25 @@
 """
-What a static export writes and deletes: pure functions over records, with
-no I/O, so that the whole of what makes an export incremental is tested
-without a disk.
-
-An export is a tree of files that a plain web server serves as the daemon
-serves its read API; what each of its paths holds is
-made by L{pypid.export.outputs}.
+What a static export writes and deletes: pure functions over records, so
+that the whole of what makes an export incremental is tested without a
+disk. What each path holds is made by L{pypid.export.outputs}.
 
 What the daemon withholds from an anonymous reader, the export withholds
-too, with the daemon's own rules: the L{Index} of an export
-carries the projects' statuses (PEP 792) and the index's advisory policy,
-so its pages are the daemon's bytes (a quarantined project's carry the
-marker and list no file; a release its advisories deny is listed yanked,
-one they hide is not listed); and L{withheld} names the files the daemon
-would not serve (every file of a quarantined project, a denied release's),
-whose bytes, core metadata and provenance are not written, as a
-quarantined project's legacy JSON is not (the daemon answers 404).
+too, by the daemon's own rules: the L{Index} of an export carries the
+projects' statuses (PEP 792) and the index's advisory policy, so its pages
+are the daemon's bytes (a quarantined project's carry the marker and list
+no file; a release its advisories deny is listed yanked, one they hide is
+not listed); and L{withheld} names the files the daemon would not serve
+(every file of a quarantined project, a denied release's), whose bytes,
+core metadata and provenance are not written, as a quarantined project's
+legacy JSON is not (the daemon answers 404).
 
-The L{ExportManifest} remembers, per project, a fingerprint of its records (and
-of its status and the advisories' verdicts on its releases) and the
+The L{ExportManifest} remembers, per project, a fingerprint of its records
+(and of its status and the advisories' verdicts on its releases) and the
 paths written for it with their sha256, so the next export renders only the
 projects whose fingerprint changed (L{plan}), skips writing what is already
-there with the same bytes (L{ExportManifest.written_sha256}), and removes what no
-longer belongs (L{stale_paths}).  Fingerprinting 20,000 records takes about
-50 ms; rendering them all, seconds.
+there (L{ExportManifest.written_sha256}), and removes what no longer
+belongs (L{stale_paths}). Fingerprinting 20,000 records takes about 50 ms;
+rendering them all, seconds.
 """
 
 from __future__ import annotations
@@ -82,15 +78,13 @@ class People:
     The seam for the pages for people (the landing page, the search page,
     a page per project, their assets).
 
-    @ivar site: C{site(index) -> iterable of (path, bytes)}: what belongs to
-        the whole site; called at every export with the whole
-        L{pypid.core.indexes.index.Index}.
-    @ivar project: C{project(index, project, details) -> iterable of (path,
-        bytes)}: what belongs to one project; called only for the projects
-        whose records changed since the last export (and for every project
-        on the first one, or when L{version} changes), with the
-        L{pypid.core.indexes.project.Project} and C{details}, a dict of each of its
-        filenames to what C{storage.read_details} gave (bytes, or L{None}).
+    @ivar site: C{site(index)}: the C{(path, bytes)} of the whole site;
+        called at every export.
+    @ivar project: C{project(index, project, details)}: the C{(path,
+        bytes)} of one project; called only for the projects whose records
+        changed since the last export (every project on the first one, or
+        when L{version} changes), with C{details}, each of its filenames to
+        what C{storage.read_details} gave (bytes, or L{None}).
     @ivar version: names the pages' markup; an export with another version
         than the last one renders every project again.
 
@@ -207,11 +201,10 @@ def check_path(path: str) -> str:
 def safe_records(records: Iterable[FileRecord]
                  ) -> tuple[list[FileRecord], list[tuple[FileRecord, str]]]:
     """
-    C{(records, [(record, reason)])}: the records whose project and
-    filename are what a distribution's are (a normalized name, a filename
-    of that project), and those left out. A record is read from storage,
-    and its fields become paths in DEST: a tampered one must not lead out
-    of it.
+    C{(records, [(record, reason)])}: the records whose project and filename
+    are a distribution's (a normalized name, a filename of that project),
+    and those left out. Its fields become paths in DEST: a tampered record
+    must not lead out of it.
     """
     kept: list[FileRecord] = []
     left: list[tuple[FileRecord, str]] = []
@@ -254,19 +247,12 @@ def build_index(records: Iterable[FileRecord], tombstones: Iterable[str],
 
 
 def verdicts(index: Index, project: Project) -> dict[str, Verdict]:
-    """
-    The index's verdicts on the releases of C{project} its advisories
-    name, by version (none, a dict lookup, for a project they do not name).
-    """
+    """The index's verdicts on C{project}'s releases, by version (a lookup when none)."""
     policy = index.rendered.advisories
     if not policy.affects(project.name):
         return {}
-    found = {}
-    for version in project.versions():
-        verdict = policy.verdict(project.name, version)
-        if verdict is not None:
-            found[version] = verdict
-    return found
+    return {version: verdict for version in project.versions()
+            if (verdict := policy.verdict(project.name, version)) is not None}
 
 
 def withheld(index: Index, project: Project) -> frozenset[str]:
@@ -281,8 +267,7 @@ def withheld(index: Index, project: Project) -> frozenset[str]:
     status = index.status(project.name)
     if status is not None and status.quarantined:
         return frozenset(project.files)
-    denied = {version for version, verdict in verdicts(index, project).items()
-              if verdict.denies}
+    denied = {version for version, verdict in verdicts(index, project).items() if verdict.denies}
     if not denied:
         return frozenset()
     return frozenset(f.filename for f in project.files.values() if f.version in denied)
@@ -311,12 +296,9 @@ def fingerprint(project: Project, status: ProjectStatus | None = None,
             r.blake2_256, r.md5, r.requires_python, r.yanked, r.metadata_sha256, r.summary,
             r.uploader, r.provenance_sha256)).encode("utf-8", "replace"))
     if status is not None:
-        digest.update(repr(("status", status.status, status.reason)).encode("utf-8",
-                                                                             "replace"))
-    for version in sorted(advised or {}):
-        assert advised is not None
-        digest.update(repr(("verdict", version, _shown(advised[version]))).encode(
-            "utf-8", "replace"))
+        digest.update(repr(("status", status.status, status.reason)).encode("utf-8", "replace"))
+    for version, verdict in sorted((advised or {}).items()):
+        digest.update(repr(("verdict", version, _shown(verdict))).encode("utf-8", "replace"))
     return digest.hexdigest()
 
 
@@ -443,11 +425,9 @@ class Plan:
 def plan(index: Index, previous: ExportManifest | None, settings: ExportSettings,
          full: bool = False) -> Plan:
     """
-    Which projects to render: those whose fingerprint differs from the
-    manifest's, or all of them without a manifest, with other settings, or
-    when C{full}.
-
-    @param previous: the last export's L{ExportManifest}, or L{None}.
+    Which projects to render: those whose fingerprint differs from the last
+    export's manifest (C{previous}), or all of them without one, with other
+    settings, or when C{full}.
     """
     rebuild = full or previous is None or previous.settings != settings.key()
     known = previous.projects if previous is not None else {}
@@ -466,12 +446,9 @@ def plan(index: Index, previous: ExportManifest | None, settings: ExportSettings
 def stale_paths(previous: ExportManifest | None, current: ExportManifest,
                 suspect: Iterable[str] = ()) -> list[str]:
     """
-    The paths to remove: what the last export wrote that this one did not
-    write again, and what an interrupted export may have written (C{suspect})
-    that this one did not write.
-
-    @param previous: the last L{ExportManifest}, or L{None}.
-    @param current: this export's L{ExportManifest}.
+    The paths to remove: what the last export (C{previous}, or L{None})
+    wrote, or an interrupted one may have written (C{suspect}), that this
+    one did not write.
     """
     # A path may pass from one owner to another (a page for people), so
     # what stays is judged against every path written, not the owner's own.

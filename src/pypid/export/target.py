@@ -85,15 +85,14 @@ class ITarget(Interface):
     def put_file(path: str, source: str, sha256: str, consume: bool,
                  size: int | None = None) -> Deferred[None]:
         """
-        Replace C{path} with the bytes of the local file C{source}, all at once.
-        C{size} is the size its record gives, when known.
+        Replace C{path} with the bytes of the local file C{source} (of the
+        C{size} its record gives, when known), all at once.
 
         @param sha256: the hex sha256 the bytes must have; a target checks
-            it where it reads the bytes anyway, and fails with
-            L{FileMismatch} when they differ.
+            it where it reads the bytes anyway (L{FileMismatch}).
         @param consume: whether C{source} is a L{spool} file, which the
-            target takes (it is gone afterwards); otherwise it is a file of
-            the storage, which is never changed (and may be hard-linked).
+            target takes; otherwise it is a file of the storage, which is
+            never changed (and may be hard-linked).
         """
 
     def remove(path: str) -> Deferred[None]:
@@ -114,11 +113,10 @@ def _copy_checked(source: str, destination: str, sha256: str) -> None:
 @implementer(ITarget)
 class LocalTarget:
     """
-    A folder, served by a web server from its files.
-
-    Its hidden entries belong to the export: the manifest, C{.pypid-export.lock}
-    (held while an export runs) and C{.pypid-export-tmp/} (temporary files,
-    on the same filesystem so that a rename puts them in place).
+    A folder, served by a web server from its files. Its hidden entries are
+    the export's: the manifest, C{.pypid-export.lock} (held while an export
+    runs) and C{.pypid-export-tmp/} (temporary files, on the same
+    filesystem so that a rename puts them in place).
 
     @ivar root: the folder (absolute).
     @ivar links: C{"auto"}: hard-link storage files when the folder is on
@@ -282,9 +280,7 @@ class S3Target:
     L{IMMUTABLE} for files and their metadata, L{REVALIDATE} for pages.
     There is no lock: two exports must not write one prefix at once.
 
-    @ivar _client: the L{pypid.storage.s3.api.S3Client} of the bucket.
     @ivar prefix: the key prefix ("" or ending in C{/}).
-    @ivar _run: C{run(f, *args) -> Deferred} for blocking work (file reads).
     @ivar _on_close: called by L{close} (drops the connections).
     """
 
@@ -304,10 +300,7 @@ class S3Target:
         return f"s3://{self._client.bucket.name}/{self.prefix}"
 
     def open(self) -> Deferred[None]:
-        """
-        Find the credentials, check that the bucket answers to them, and make
-        a local folder for downloads.
-        """
+        """Find the credentials, check the bucket answers to them, make a download folder."""
         async def open_() -> None:
             await self._client.start()
             await self._client.call("GET", "", params=[
@@ -321,9 +314,7 @@ class S3Target:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             self._spool_dir = None
         self._client.stop()
-        if self._on_close is not None:
-            return self._on_close()
-        return None
+        return self._on_close() if self._on_close is not None else None
 
     def _key(self, path: str) -> str:
         return self.prefix + path

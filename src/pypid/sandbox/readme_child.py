@@ -2,18 +2,17 @@
 The process a L{pypid.sandbox.readme_sandbox.ReadmeSandbox} renders in:
 C{python -m pypid.sandbox.readme_child}.
 
-It reads requests on its standard input and writes answers on the
-standard output it had at start (file descriptor 1 is then pointed at
-standard error, so that nothing a renderer prints can corrupt an answer).
-Each message is a frame: four bytes of length (big-endian) and that many
-bytes of UTF-8 JSON. A request is C{{"text": ..., "type": ...}}; an answer
-is the fields of a L{pypid.core.dists.readme.RenderedDescription}. It says it
-is ready, a frame C{{"ready": true}}, once it can take requests; a
-renderer is imported when the daemon asks, C{{"warm": "text/markdown"}}
-or C{{"warm": "text/x-rst"}} (answered C{{"ready": true}} too), before
-the first description of its markup, so that a render's budget is spent
-rendering, and a child imports only the renderers of the markups it is
-given (L{pypid.core.dists.readme.warm_up}).
+It reads requests on its standard input and writes answers on the standard
+output it had at start (file descriptor 1 is then pointed at standard
+error, so that nothing a renderer prints can corrupt an answer). Each
+message is a frame: four bytes of length (big-endian) and that many bytes
+of UTF-8 JSON. A request is C{{"text": ..., "type": ...}}; an answer is the
+fields of a L{pypid.core.dists.readme.RenderedDescription}. It says
+C{{"ready": true}} once it can take requests, and again once it has
+imported a markup's renderer at the daemon's C{{"warm": "text/markdown"}}
+(or C{"text/x-rst"}), sent before the first description of that markup:
+a render's budget is spent rendering, and a child imports only the
+renderers it is given (L{pypid.core.dists.readme.warm_up}).
 
 It runs at a lower priority than the daemon (C{nice}) and with an address
 space bound (L{MEMORY_LIMIT}): a render that exhausts it answers the plain
@@ -28,6 +27,7 @@ import os
 import signal
 import struct
 import sys
+from contextlib import suppress
 from typing import BinaryIO
 
 #: The address space of a child (bytes): the interpreter and the renderers
@@ -71,16 +71,12 @@ def _confine() -> None:
     import resource
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with suppress(OSError):
         os.nice(NICENESS)
-    except OSError:
-        pass
-    try:
+    with suppress(OSError, ValueError):
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         limit = MEMORY_LIMIT if hard == resource.RLIM_INFINITY else min(MEMORY_LIMIT, hard)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (OSError, ValueError):
-        pass
 
 
 def main() -> None:

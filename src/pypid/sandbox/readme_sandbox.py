@@ -19,8 +19,7 @@ reStructuredText's, 34 with both; two took the daemon's tree from 96 to 171
 MiB in the shared bench) and CPU to start (0.12 s, 0.23 s), so they are few:
 
   - what needs no renderer never reaches a child
-    (L{pypid.core.dists.readme.render_without_renderer}: none, plain text,
-    and prose whose HTML is known);
+    (L{pypid.core.dists.readme.render_without_renderer});
   - one child renders; a second starts only when a render has waited
     L{SPARE_AFTER} for a busy one (a hostile README), up to L{CHILDREN};
   - a child imports a markup's renderer when first given one
@@ -38,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import IO, cast
 
 from twisted.application.service import Service
@@ -101,11 +101,7 @@ class _Child:
 
     @classmethod
     def start(cls, command: Sequence[str], env: dict[str, str], deadline: float) -> _Child:
-        """
-        Start one and wait until it is ready.
-
-        @raise ChildFailed: when it cannot start, or is not ready by C{deadline}.
-        """
+        """@raise ChildFailed: when it cannot start, or is not ready by C{deadline}."""
         try:
             process = subprocess.Popen(
                 list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -124,11 +120,7 @@ class _Child:
         return child
 
     def ask(self, request: dict[str, str | None], deadline: float) -> object:
-        """
-        Send one request and read its answer.
-
-        @raise ChildFailed: when the answer is not there by C{deadline}.
-        """
+        """Send one request and read its answer; L{ChildFailed} when not there by C{deadline}."""
         try:
             self._requests.write(frame(encode(request)))
             self._requests.flush()
@@ -169,27 +161,18 @@ class _Child:
 
     def kill(self) -> None:
         """Stop it at once, and reap it."""
-        try:
+        with suppress(OSError):
             self.process.kill()
-        except OSError:
-            pass
         for stream in (self.process.stdin, self.process.stdout):
-            try:
-                if stream is not None:
+            if stream is not None:
+                with suppress(OSError):
                     stream.close()
-            except OSError:
-                pass
-        try:
+        with suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def child_command() -> tuple[list[str], dict[str, str]]:
-    """
-    The command of a child, and its environment: this interpreter, with
-    this C{pypid} found first (a checkout run without installing).
-    """
+    """A child's command and environment: this interpreter, this C{pypid} found first."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(pypid.__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -201,13 +184,9 @@ class ReadmeSandbox(Service):
     """
     The children, as a part of the daemon (or of a command: L{close} when
     done); L{render} is the L{pypid.core.dists.readme.Renderer} to give where
-    files are inspected.
-
-    @ivar budget: seconds a render may take, the wait for a child included.
-    @ivar children: how many children may render at once.
-    @ivar spare_after: seconds a render waits for the busy children before
-        another is started.
-    @ivar idle_timeout: seconds an idle child lives.
+    files are inspected. C{budget}, C{children}, C{spare_after} and
+    C{idle_timeout} are L{BUDGET}, L{CHILDREN}, L{SPARE_AFTER} and
+    L{IDLE_TIMEOUT} unless given.
     """
 
     def __init__(self, budget: float = BUDGET, children: int = CHILDREN,
@@ -336,11 +315,10 @@ class ReadmeSandbox(Service):
             raise
         with self._changed:
             self._starting -= 1
-            self._busy.add(child)
             if self._closed:
-                self._busy.discard(child)
                 child.kill()
                 raise ChildFailed("the server is stopping")
+            self._busy.add(child)
         return child, time.monotonic() + left
 
     def _give_back(self, child: _Child) -> None:
@@ -357,10 +335,7 @@ class ReadmeSandbox(Service):
             self._from_thread(self._reap_later)
 
     def _reap_later(self) -> None:
-        """
-        Have the idle children looked at when the first of them may have
-        been idle too long (in the clock's thread).
-        """
+        """Look at the idle children when the first may have idled too long (clock's thread)."""
         if self._reaping is not None or self._clock is None:
             return
         with self._changed:
