@@ -4,15 +4,13 @@ for the global reactor (inside L{makeService}, only when none is given).
 
 L{makeService} builds a machine's supervisor
 (L{pypid.daemon.machine.build_supervisor}) or a server
-(L{pypid.daemon.server.build_service}: a server of one process, or a
-worker of a machine), importing only what the one it builds needs: a
-supervisor answers nothing, and loads none of the server's parts; in the
-foreground it first forks the machine's first workers, before the reactor
-is made (L{pypid.daemon.first_worker}). For a
-real process it also installs the C{SIGHUP} handler
-(L{pypid.daemon.container.Parts.reload}; the signal never stops the
-server) and names the process for C{ps}. A L{StartupError} from any
-factory becomes one line and exit status 1 here, and only here.
+(L{pypid.daemon.server.build_service}: of one process, or a machine's
+worker), importing only what the one it builds needs: a supervisor loads
+none of the server's parts. In the foreground it first forks the
+machine's first workers, before the reactor is made
+(L{pypid.daemon.first_worker}). For a real process it also installs the
+C{SIGHUP} handler and names the process for C{ps}. A L{StartupError} from
+any factory becomes one line and exit status 1 here, and only here.
 C{pypid.tac} calls the same function.
 """
 
@@ -75,7 +73,7 @@ class Options(usage.Options):
         self.arguments: tuple[str, ...] = ()
         #: twistd's own options, once twistd parsed this command's
         self.parent: usage.Options | None = None
-        #: a worker's: the machine's refusals of a SIGHUP it has read (L{_read})
+        #: a worker's: the machine's refusals of a SIGHUP it has read
         self.refusals_told = 0
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
@@ -99,12 +97,7 @@ class Options(usage.Options):
         return self._read(reloading=True)
 
     def _read(self, reloading: bool) -> Config:
-        """
-        The configuration file, or for a worker the configuration in force,
-        which at a reload may hold its supervisor's refusal of the file.
-
-        @raise StartupError: for a configuration that cannot be used.
-        """
+        """The configuration file, or for a worker the configuration in force."""
         worker: WorkerRole | None = self["worker"]
         if worker is None:
             return load_config(self["config"], self["set"], self["listen"], os.environ)
@@ -119,13 +112,10 @@ class Options(usage.Options):
                            text=in_force.text, held=in_force.held)
 
     def postOptions(self) -> None:
-        """
-        Read the configuration once. A bad one stops start-up with one line
-        naming the file, section and key (no usage text, no traceback).
-        """
+        """Read the configuration once; a bad one stops start-up with one line."""
         try:
-            # (a worker of a machine is told so by its supervisor, and
-            # reads the configuration the machine runs on, not the file)
+            # (a machine's worker reads the configuration the machine runs
+            # on, not the file)
             self["worker"] = WorkerRole.from_environ(os.environ)
             self["config_obj"] = self._read(reloading=False)
         except StartupError as e:
@@ -135,13 +125,7 @@ class Options(usage.Options):
 def makeService(options: Options, reactor: IServerReactor | None = None,
                 pools: ThreadPools | None = None,
                 check_port: PortCheck = bind_for_a_moment) -> Parts:
-    """
-    Build the whole server from parsed L{Options}.
-
-    @param pools: the L{ThreadPools} to use; by default new ones.
-    @param check_port: binds a TCP port for a moment before anything starts
-        (L{pypid.daemon.listeners.ListenCheck}).
-    """
+    """Build the whole server from parsed L{Options}."""
     exit_on_failure = reactor is None
     config: Config = options["config_obj"]
     # (before the reactor is made: a child runs twistd again)
@@ -155,13 +139,12 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
     if exit_on_failure:
         from pypid.daemon.systemd import Notifier
         notifier = Notifier.from_environ(os.environ)
-    # SIGHUP reads the configuration again, as start-up read it
     reread = options.reread
     try:
         worker: WorkerRole | None = options["worker"] if exit_on_failure else None
         if worker is None and config.server.workers > 1:
-            # (twistd's own options, for its log file and pidfile: what the
-            # lean supervisor it hands over to keeps to)
+            # (twistd's own options: the log file and pidfile the lean
+            # supervisor it hands over to keeps to)
             twistd = options.parent if exit_on_failure else None
             service = build_supervisor(
                 config, reactor, options.arguments, os.environ, exit_on_failure=exit_on_failure,
@@ -188,12 +171,7 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
 
 
 def _forked_workers(options: Options, config: Config) -> list[Forked]:
-    """
-    The workers of a machine forked before it is set up
-    (L{pypid.daemon.first_worker}): one a core, as many as import at once
-    beside this process, where twistd leaves the process as it is. In a
-    child, this runs it as its worker, and exits.
-    """
+    """The machine's workers forked before it is set up; a child runs as one, and exits."""
     forked: list[Forked] = []
     if options["worker"] is not None or config.server.workers < 2 or not may_fork(
             options.parent):
@@ -225,10 +203,7 @@ def _prepare_forked(title: str) -> None:
 
 
 def _as_worker(arguments: Sequence[str]) -> int | str | None:
-    """
-    Run twistd again in this process, as a worker started by the lean
-    supervisor runs it (L{pypid.daemon.first_worker}); its exit status.
-    """
+    """Run twistd again in this process, as a spawned worker runs it; its exit status."""
     from twisted.scripts.twistd import run
 
     # (as a spawned worker's interpreter, run with -c, has them)
@@ -244,15 +219,10 @@ def _as_worker(arguments: Sequence[str]) -> int | str | None:
 def reload_on_hangup(reactor: IReactorFromThreads, reload: Callable[[], None],
                      signals: Signals = signal) -> None:
     """
-    Run C{reload} on the reactor's thread after every C{SIGHUP}.
-
-    The signals that come while a reload waits to run are folded into it:
-    it reads the configuration after them, so each is taken, and a storm
-    of them (a signal every 3 ms, where a reload took longer on a busy
-    machine) cannot queue reloads ahead of every request.
-
-    Only for a real process (L{makeService} without a given reactor): the
-    signal handler belongs to the whole process.
+    Run C{reload} on the reactor's thread after every C{SIGHUP} (a real
+    process's handler). The signals that come while a reload waits to run are
+    folded into it, so a storm of them (a signal every 3 ms, where a reload
+    took longer on a busy machine) cannot queue reloads ahead of every request.
     """
     waiting = False
 

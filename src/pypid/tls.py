@@ -1,32 +1,22 @@
 """
 Native HTTPS: the certificate material and TLS policy of the C{https:}
-listeners (the listener that redirects plain HTTP to them is
-L{pypid.web.server.redirect}).
+listeners.
 
-L{ServerTLS} reads the certificate, chain and private key named in C{[tls]},
-checks them against each other and builds the pyOpenSSL context each new
-connection uses: TLS 1.2 at least, forward-secret AEAD ciphers only, no
-renegotiation or compression, the whole chain sent.  Twisted's TLS layer
-(C{TLSMemoryBIOFactory}, which the listeners wrap around the site) asks it
-for each new connection (L{ServerTLS.serverConnectionForTLS}): one TLS
-stack, the one Twisted tests, for the server and for pypid's outbound calls.
-L{ServerTLS.reload} (run on C{SIGHUP}) builds a new context from the files
-as they are then, in the I/O pool, and installs it on the reactor's thread.
-A connection keeps the context it started with, so none is dropped, and
-files that cannot be used leave the old context in service.
+L{ServerTLS} reads the C{[tls]} files, checks them against each other and
+builds the pyOpenSSL context each new connection uses: TLS 1.2 at least,
+forward-secret AEAD ciphers only, no renegotiation or compression, the
+whole chain sent; Twisted's TLS layer asks it for each new connection (one
+TLS stack, the one Twisted tests, for the server and the outbound calls).
+L{ServerTLS.reload} (at C{SIGHUP}) builds a new context in the I/O pool; a
+connection keeps the context it started with, and files that cannot be
+used leave the old one in service.
 
-The files are read whole, so only regular files of at most
-L{MAX_FILE_SIZE} are: a FIFO put at a path would otherwise block the read
-until something writes to it (it is opened without blocking and refused),
-and a device or a huge file would fill the memory.  A certificate that
-has expired or is not valid yet is refused too, at start and at reload,
-unless C{[tls] allow_expired} says otherwise: every client refuses it, so
-taking it would only replace a certificate that works.
-
-A machine's workers build theirs from the files' texts its supervisor
-took (L{held_texts}: at its start, and at each C{SIGHUP} when they can be
-served), so a worker started again serves what the others serve, never a
-file renewed and not yet reloaded, nor one it would refuse.
+Only regular files of at most L{MAX_FILE_SIZE} are read: a FIFO would block
+the read, and a device or a huge file would fill the memory. A certificate
+out of date is refused unless C{[tls] allow_expired}: every client refuses
+it, so taking it would only replace a certificate that works. A machine's
+workers build theirs from the texts its supervisor took (L{held_texts}), so
+a worker started again serves what the others serve.
 """
 
 from __future__ import annotations
@@ -58,11 +48,9 @@ from pypid.jobs.run import Run
 log = Logger()
 
 #: The TLS 1.2 cipher suites, in the server's order of preference: ECDHE key
-#: exchange (forward secrecy) with an AEAD cipher (AES-GCM or
-#: ChaCha20-Poly1305).  Set explicitly: Twisted's defaults still allow CBC
-#: suites such as C{AES128-SHA}.  DHE suites are left out: they need DH
-#: parameters, and every client pypid serves (pip, uv, twine, curl) speaks
-#: ECDHE.
+#: exchange (forward secrecy) with an AEAD cipher. Set explicitly: Twisted's
+#: defaults still allow CBC suites such as C{AES128-SHA}. DHE suites are left
+#: out: they need DH parameters, and every client pypid serves speaks ECDHE.
 CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256",
     "ECDHE-RSA-AES128-GCM-SHA256",
@@ -97,12 +85,9 @@ class TLSError(Exception):
 
 def read_file(path: str, what: str) -> bytes:
     """
-    The bytes of one of the TLS files: a regular file of at most
-    L{MAX_FILE_SIZE} bytes.  It is opened without blocking and checked
-    before it is read, so a FIFO is refused at once rather than waited on.
-
-    @param what: what the file is, for the message (C{"certificate"}, ...).
-    @raise TLSError: naming the file and the reason.
+    The bytes of one of the TLS files (C{what}: C{"certificate"}, ...): a
+    regular file of at most L{MAX_FILE_SIZE} bytes. It is opened without
+    blocking and checked before it is read, so a FIFO is refused at once.
     """
     def refused(reason: str) -> TLSError:
         return TLSError(f"cannot read the TLS {what} {path}: {reason}")
@@ -186,14 +171,10 @@ Held = Callable[[], Mapping[str, str]]
 def read_material(certificate_path: str, key_path: str,
                   chain_path: str | None = None, read: Read = read_file) -> TLSMaterial:
     """
-    Read and check the TLS files.
-
-    The certificate file may hold the chain after the certificate (certbot's
-    C{fullchain.pem}); the chain file, if any, is sent after that.
-
-    @raise TLSError: a file is missing, unreadable or not PEM, the key is
-        encrypted or of a type pyOpenSSL cannot serve with (ML-DSA, say),
-        or the key does not belong to the certificate.
+    Read and check the TLS files. The certificate file may hold the chain
+    after the certificate (certbot's C{fullchain.pem}); the chain file, if
+    any, is sent after that. A key pyOpenSSL cannot serve with (ML-DSA, say)
+    is refused.
     """
     certificates = _certificates(certificate_path, read(certificate_path, "certificate"),
                                  "certificate")
@@ -223,12 +204,8 @@ def _openssl_reason(error: SSL.Error) -> str:
 def make_context(material: TLSMaterial,
                  certificate_path: str = "the certificate") -> SSL.Context:
     """
-    The server context for L{TLSMaterial}: at least TLS 1.2, the cipher
-    suites of L{CIPHERS} (and TLS 1.3's), the server's order of preference,
-    no compression or renegotiation, and the chain sent after the certificate.
-
-    @raise TLSError: OpenSSL refuses the certificate or key (too weak a key,
-        say), naming C{certificate_path}.
+    The server context for L{TLSMaterial}, as the module says; L{TLSError}
+    when OpenSSL refuses the certificate or key (too weak a key, say).
     """
     try:
         context = SSL.Context(SSL.TLS_SERVER_METHOD)
@@ -266,10 +243,7 @@ def describe(certificate: x509.Certificate) -> str:
 
 
 def out_of_date(certificate: x509.Certificate, path: str, now: float) -> str | None:
-    """
-    Why no client takes C{certificate} at C{now} (seconds since the epoch),
-    naming C{path} and its dates, or L{None} when it is valid then.
-    """
+    """Why no client takes C{certificate} at C{now}, naming C{path}; L{None} when it is valid."""
     start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
     if end.timestamp() < now:
         problem = "has expired"
@@ -284,12 +258,7 @@ def out_of_date(certificate: x509.Certificate, path: str, now: float) -> str | N
 def servable(certificate: str, key: str, chain: str | None, allow_expired: bool, now: float,
              read: Read = read_file) -> tuple[TLSMaterial, SSL.Context]:
     """
-    The TLS files' material (L{read_material}) and the context built from
-    it (L{make_context}: OpenSSL refuses a key too weak, say), refused when
-    the certificate is out of date at C{now} unless C{allow_expired}.
-
-    @param read: how the files are read; each is read once.
-    @raise TLSError: with one line naming the file at fault.
+    The TLS files' material and context; out of date at C{now}, refused unless C{allow_expired}.
     """
     material = read_material(certificate, key, chain, read)
     problem = out_of_date(material.certificate, certificate, now)
@@ -303,9 +272,8 @@ def held_texts(certificate: str, key: str, chain: str | None, allow_expired: boo
                now: float, before: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
     """
     The texts a machine's workers build their TLS context from, by path
-    (Latin-1, which keeps every byte): the files as they are now when they
-    can be served (L{servable}), else those C{before} held, with the line
-    that says why not (the supervisor logs it; its workers keep serving).
+    (Latin-1, which keeps every byte): the files as they are now when they can
+    be served, else those C{before} held, with the line that says why not.
     """
     taken: dict[str, bytes] = {}
 
@@ -322,10 +290,9 @@ def held_texts(certificate: str, key: str, chain: str | None, allow_expired: boo
 
 def held_reader(texts: Mapping[str, str]) -> Read:
     """
-    The L{Read} of one build in a machine's worker: the machine's text of
-    a file (L{held_texts}; C{texts} taken once a build, so that a
-    certificate and its key are always of one C{SIGHUP}'s), else the file
-    as it is.
+    The L{Read} of one build in a machine's worker: the machine's text of a
+    file (C{texts} taken once a build, so that a certificate and its key are
+    of one C{SIGHUP}'s), else the file as it is.
     """
     def read(path: str, what: str) -> bytes:
         text = texts.get(path)
@@ -337,24 +304,15 @@ def held_reader(texts: Mapping[str, str]) -> Read:
 class ServerTLS:
     """
     The TLS side of every C{https:} listener: one context built from the
-    C{[tls]} files, replaced as a whole on reload.
-
-    @ivar material: the L{TLSMaterial} in use, L{None} until loaded.
+    C{[tls]} files, replaced as a whole on reload; C{material} in use.
     """
 
     def __init__(self, certificate: str, key: str, chain: str | None, clock: IReactorTime,
                  run: Run, allow_expired: bool = False, held: Held = dict) -> None:
         """
-        @param certificate: the path of the PEM certificate (and maybe chain).
-        @param key: the path of the PEM private key, unencrypted.
-        @param chain: the path of the PEM intermediate certificates, or L{None}.
-        @param clock: gives the time, to judge the certificate's dates.
-        @param run: C{run(f, *args) -> Deferred}, running the reload's reads
-            off the reactor's thread.
-        @param allow_expired: serve a certificate that has expired or is
-            not valid yet (with a warning) rather than refuse it.
-        @param held: the files' texts a machine's worker builds from (asked
-            once a build: L{held_reader}); none, the files as they are.
+        @param run: runs the reload's reads off the reactor's thread.
+        @param held: the files' texts a machine's worker builds from (asked once
+            a build: L{held_reader}); none, the files as they are.
         """
         self.certificate_path = certificate
         self.key_path = key
@@ -390,25 +348,17 @@ class ServerTLS:
 
     def load(self) -> None:
         """
-        Read the files and build the context, unless already done: on the
-        reactor's thread, as the first C{https:} listener opens (nothing is
-        served over TLS before; a FIFO is refused, not waited on).
-
-        @raise TLSError: with one line naming the file at fault.
+        Read the files and build the context, unless done: as the first C{https:} listener opens.
         """
         if self._context is None:
             self._install(self._build(self._clock.seconds()), "Using")
 
     def reload(self) -> Deferred[bool]:
         """
-        Build a new context from the files as they are now, for new
-        connections; open ones keep theirs.  The files are read and the
-        context built in the pool; it is installed on the reactor's thread,
-        unless a later reload began meanwhile (its files are newer).  Files
-        that cannot be used are logged in one line and the old context
-        stays in use.
-
-        @return: a L{Deferred} firing with whether the new files are in use.
+        Build a new context from the files as they are now, in the pool, and
+        install it on the reactor's thread unless a later reload began meanwhile;
+        files that cannot be used are logged in one line and the old context
+        stays. The L{Deferred} fires with whether the new files are in use.
         """
         if self._context is None:
             # (not listening yet: the listener loads them when it starts)

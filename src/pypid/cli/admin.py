@@ -3,43 +3,15 @@ C{pypid-admin}: look after a running server's packages over its HTTP API,
 with the same credentials rules as C{pypid-token} (C{--server}, C{--user},
 C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
 
-  - C{pypid-admin projects} lists the projects the user may read;
-  - C{pypid-admin files PROJECT} lists a project's files: version, size,
-    upload time, yank state;
-  - C{pypid-admin yank FILENAME|PROJECT VERSION} (C{--reason}), C{unyank};
-  - C{pypid-admin delete FILENAME|PROJECT VERSION --yes}: into the recycle
-    bin when the server keeps one (C{[retention] recycle_bin}), else for
-    good (a deleted filename is never used again), so it asks for C{--yes};
-  - C{pypid-admin bin} lists the recycle bin (admins), C{pypid-admin bin
-    restore FILENAME} takes a file out of it;
-  - C{pypid-admin retention plan} (C{--index NAME}) prints, per index, what
-    the retention rules remove now, why, and the bytes it frees (a dry
-    run); C{retention apply --yes} removes what that plan lists, into the
-    recycle bin (admins);
-  - C{pypid-admin status PROJECT STATUS} (C{--reason}) sets a hosted
-    project's status (PEP 792: active, archived, quarantined, deprecated),
-    admins only;
-  - C{pypid-admin promote FROM TO PROJECT==VERSION} promotes a release
-    from one index to another (C{POST /api/promote}), one line a file;
-    C{--allow-denied}: an admin's override of advisories that deny it;
-  - C{pypid-admin advisories check} (C{--index NAME}, C{--as MODE}) lists,
-    per index, the releases the security advisories hide, deny or warn
-    about, and why (C{GET /api/advisories}; with C{--as}, a dry run of
-    that mode), admins only;
-  - C{pypid-admin usage} (C{--least}, C{--days N}, C{--limit N}): an index's
-    files by downloads, the most (or least) first (C{GET /api/usage}), admins;
-  - C{pypid-admin webhooks}: their deliveries (L{pypid.cli.admin_webhooks});
-  - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
-    FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
-  - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
-    SOURCE} move packages out and in, as bundles or from devpi, pypiserver
-    and pypicloud (L{pypid.cli.bundle}); C{storage init} makes the bucket
-    (L{pypid.cli.admin_storage});
-  - C{pypid-admin tls --host NAME} makes a private CA and a server
-    certificate every client accepts (L{pypid.cli.private_ca}).
-
-Every command over the API takes C{--cert PEM} to trust a private CA;
-each that acts in one index, C{--index NAME} (L{_in_index}).
+The commands over the API are L{_SERVER_COMMANDS}: each takes C{--cert PEM}
+to trust a private CA, and each that acts in one index C{--index NAME}
+(L{_in_index}). C{delete} and C{retention apply} ask for C{--yes}: without
+a recycle bin (C{[retention] recycle_bin}) a deleted filename is never used
+again. The others have modules of their own: C{audit}
+(L{pypid.cli.admin_audit}), C{webhooks} (L{pypid.cli.admin_webhooks}),
+C{export} and C{import} (L{pypid.cli.bundle}), C{storage init}
+(L{pypid.cli.admin_storage}) and C{tls} (L{pypid.cli.private_ca}); those
+that work on the storage directly read C{--config FILE}.
 """
 
 from __future__ import annotations
@@ -73,6 +45,9 @@ if TYPE_CHECKING:
 
 #: What the simple index answers in JSON (PEP 691).
 _JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
+#: The headers of a request with a JSON body, and of one with a form.
+_JSON_BODY = {"Content-Type": "application/json"}
+_FORM_BODY = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @quiet_on_broken_pipe
@@ -106,11 +81,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
 
 
 def _parser() -> argparse.ArgumentParser:
-    """
-    C{pypid-admin}'s options and its sub-commands: those over the HTTP API
-    (L{_SERVER_COMMANDS}, in its order), then C{audit}, C{webhooks},
-    C{export}, C{import}, C{storage} and C{tls}.
-    """
+    """C{pypid-admin}'s options and sub-commands: L{_SERVER_COMMANDS} first, in order."""
     parser = argparse.ArgumentParser(
         prog="pypid-admin", description="Look after a pypid server's packages.")
     add_server_options(parser)
@@ -146,12 +117,9 @@ class ServerCommand:
     """
     One sub-command of C{pypid-admin} that works over the server's HTTP API.
 
-    @ivar name: the sub-command, as typed.
-    @ivar help: its line in C{pypid-admin --help}.
     @ivar run: C{run(server, options, out)}; raises L{CliError}.
-    @ivar arguments: adds its arguments to its parser.
-    @ivar check: what is wrong with the options argparse accepted (the
-        message of a usage error, exit status 2), or L{None}.
+    @ivar check: what is wrong with the options argparse accepted (a usage
+        error), or L{None}.
     """
 
     name: str
@@ -162,13 +130,7 @@ class ServerCommand:
 
 
 def config_from(options: argparse.Namespace) -> Config:
-    """
-    The configuration of C{--config} (with C{--set} and the
-    C{PYPID_<SECTION>_<KEY>} environment, as the daemon reads it), for a
-    command that works on the storage directly.
-
-    @raise CliError: without C{--config}, or when it cannot be used.
-    """
+    """The configuration of C{--config}, as the daemon reads it, for a command on the storage."""
     from pypid.config import ConfigError, load_config, parse_override
 
     if options.config is None:
@@ -184,10 +146,8 @@ def config_from(options: argparse.Namespace) -> Config:
 def _in_index(options: argparse.Namespace, path: str) -> str:
     """
     The API path C{path} in the index C{--index} names: under C{NAME/}, where
-    the server mounts a named index's routes; the default index's (no
-    C{--index}, or C{--index default}) at the root. Every command that acts
-    on an index's own routes builds its path here (the site's admin routes,
-    C{bin}'s list and C{usage}, take C{?index=NAME} instead).
+    the server mounts a named index's routes (the site's admin routes take
+    C{?index=NAME} instead).
     """
     index = options.index
     return path if not index or index == DEFAULT else f"{quote(index, safe='')}/{path}"
@@ -201,6 +161,18 @@ def _index_argument(parser: argparse.ArgumentParser) -> None:
 
 def _get(server: Server, path: str) -> Any:
     return json_answer(server, "GET", path, _JSON)
+
+
+def _print_answer(server: Server, out: TextIO, method: str, path: str,
+                  headers: dict[str, str], body: bytes | None) -> None:
+    """Make the request, and print the server's answer: a line of text."""
+    with server.request(method, path, headers, body) as response:
+        out.write(response.read().decode("utf-8", "replace").strip() + "\n")
+
+
+def _index_query(options: argparse.Namespace) -> str:
+    """C{?index=NAME} of C{--index}, or nothing."""
+    return f"?{urlencode({'index': options.index})}" if options.index else ""
 
 
 def _files(server: Server, options: argparse.Namespace, out: TextIO) -> None:
@@ -236,9 +208,7 @@ def _promote(server: Server, options: argparse.Namespace, out: TextIO) -> None:
                               "project": project, "version": version}
     if options.allow_denied:
         fields["allow_denied"] = True
-    body = json.dumps(fields).encode()
-    answer = json_answer(server, "POST", "api/promote", {"Content-Type": "application/json"},
-                         body)
+    answer = json_answer(server, "POST", "api/promote", _JSON_BODY, json.dumps(fields).encode())
     for filename in answer["promoted"]:
         out.write(f"promoted {filename} to {answer['to']}\n")
     for filename in answer["skipped"]:
@@ -251,10 +221,7 @@ def _status(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     fields = {"status": options.status}
     if options.reason:
         fields["reason"] = options.reason
-    with server.request("POST", path, {"Content-Type": "application/json"},
-                        json.dumps(fields).encode()) as response:
-        answer = response.read().decode("utf-8", "replace").strip()
-    out.write(f"{answer}\n")
+    _print_answer(server, out, "POST", path, _JSON_BODY, json.dumps(fields).encode())
 
 
 #: How C{advisories check} words each action.
@@ -262,12 +229,7 @@ _ACTIONS = {"warn": "warned", "hide": "hidden", "deny": "denied"}
 
 
 def _advisories(server: Server, options: argparse.Namespace, out: TextIO) -> None:
-    """
-    C{advisories check}: one line a release an index acts on (C{index:
-    project version action: ID (severity) summary; ...}), then a line a
-    index saying how many, and one for each of its bases in a stricter
-    mode (whose mode does not reach it).
-    """
+    """C{advisories check}: a line a release an index acts on, then each index's totals."""
     query = {key: value for key, value in (("index", options.index), ("mode", options.mode))
              if value}
     answer = _get(server, "api/advisories" + (f"?{urlencode(query)}" if query else ""))
@@ -314,19 +276,15 @@ def _usage(server: Server, options: argparse.Namespace, out: TextIO) -> None:
 
 def _bin(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     """
-    C{bin}: a line naming the index, how many files its recycle bin holds
-    and for how long, as C{usage} names what it lists; then one line a file,
-    the first purged first: C{deleted TIME  purge due TIME  FILENAME}, each
-    time labelled (a bare second time read as a purge that had happened),
-    the filename last. Or restore one.
+    C{bin}: a line naming the index and what its recycle bin holds, then one
+    line a file, the first purged first, each time labelled (a bare second time
+    read as a purge that had happened). Or restore one.
     """
     if options.bin_command == "restore":
         path = _in_index(options, f"api/files/{quote(options.filename, safe='')}/restore")
-        with server.request("POST", path, {}, b"") as response:
-            out.write(response.read().decode("utf-8", "replace").strip() + "\n")
+        _print_answer(server, out, "POST", path, {}, b"")
         return
-    query = f"?{urlencode({'index': options.index})}" if options.index else ""
-    answer = _get(server, f"api/recycle-bin{query}")
+    answer = _get(server, f"api/recycle-bin{_index_query(options)}")
     files = answer["files"]
     kept = format_duration(answer["keep_for"]) if answer["keep_for"] else "off"
     out.write(f"{answer['index']}: {counted(len(files), 'file')} in the recycle bin "
@@ -336,13 +294,8 @@ def _bin(server: Server, options: argparse.Namespace, out: TextIO) -> None:
 
 
 def _retention(server: Server, options: argparse.Namespace, out: TextIO) -> None:
-    """
-    C{retention plan}: per index, a line a release removed (and why), then
-    what it frees; C{apply}: the same plan, then each index's files
-    removed, as the server applied them.
-    """
-    query = f"?{urlencode({'index': options.index})}" if options.index else ""
-    plans = _get(server, f"api/retention{query}")["indexes"]
+    """C{retention plan}: per index, what the rules remove and why; C{apply} removes it."""
+    plans = _get(server, f"api/retention{_index_query(options)}")["indexes"]
     for plan in plans:
         releases = plan["releases"]
         files = sum(len(release["files"]) for release in releases)
@@ -360,8 +313,7 @@ def _retention(server: Server, options: argparse.Namespace, out: TextIO) -> None
             continue
         body = json.dumps({"index": plan["index"], "files": [
             f["filename"] for release in releases for f in release["files"]]}).encode()
-        applied = json_answer(server, "POST", "api/retention/apply",
-                              {"Content-Type": "application/json"}, body)
+        applied = json_answer(server, "POST", "api/retention/apply", _JSON_BODY, body)
         where = ("into the recycle bin" if plan["recycle_bin"] else "for good")
         out.write(f"{plan['index']}: removed {counted(len(applied['removed']), 'file')} {where}, "
                   f"{_bytes(applied['bytes'])}\n")
@@ -388,19 +340,12 @@ def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     else:
         path = f"api/projects/{quote(options.target, safe='')}/{quote(options.version, safe='')}"
     path = _in_index(options, path)
-    body: bytes | None
-    headers: dict[str, str]
     if options.command == "delete":
-        method, body, headers = "DELETE", None, {}
+        _print_answer(server, out, "DELETE", path, {}, None)
     else:
-        path += f"/{options.command}"
         fields = {"reason": options.reason} if options.command == "yank" else {}
-        method, body = "POST", urlencode(fields).encode()
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    with server.request(method, path, headers, body) as response:
-        answer = response.read().decode("utf-8", "replace").strip()
-    out.write(f"{answer}\n")
-
+        _print_answer(server, out, "POST", f"{path}/{options.command}", _FORM_BODY,
+                      urlencode(fields).encode())
 
 
 def _projects(server: Server, options: argparse.Namespace, out: TextIO) -> None:
@@ -416,10 +361,7 @@ def _project_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _target_arguments(parser: argparse.ArgumentParser) -> None:
-    """
-    C{unyank}'s arguments, which C{yank} and C{delete} share: a file, or a
-    release, and its index.
-    """
+    """C{unyank}'s arguments, which C{yank} and C{delete} share: a file or a release."""
     parser.add_argument("target", metavar="FILENAME|PROJECT")
     parser.add_argument("version", nargs="?", help="with a project: the release")
     _index_argument(parser)

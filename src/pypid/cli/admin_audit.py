@@ -1,17 +1,10 @@
 """
-C{pypid-admin audit}: the audit log on the command line.
-
-  - C{pypid-admin audit [--since WHEN] [--project P] [--user U] [--event E]}
-    reads C{GET /api/audit} of a running server, as an admin, and prints
-    one line an entry, oldest first (with C{--since}, every entry since
-    then, page after page; without, the newest C{--limit}), with the
-    characters a terminal acts on escaped (text a client chose, such as a
-    yank reason, cannot forge a line or send an escape sequence);
-  - C{pypid-admin --config FILE audit verify} reads the log where the
-    server keeps it (its storage folder, or its bucket) and checks every
-    chain: exit status 1, and a line per broken link, when an entry was
-    removed, edited or moved; a note says where a chain's kept part begins
-    (older days pruned).
+C{pypid-admin audit}: the audit log on the command line, read from a
+running server as an admin (one line an entry, oldest first, what a client
+chose escaped: a yank reason cannot forge a line or send an escape
+sequence), or verified where the server keeps it (C{audit verify}: exit
+status 1, and a line per broken link, when an entry was removed, edited or
+moved).
 """
 
 from __future__ import annotations
@@ -30,8 +23,7 @@ from pypid.core.util.terminal_text import escaped
 from pypid.core.util.units import counted
 
 if TYPE_CHECKING:
-    # (types only: what reads the configuration and the log is imported
-    # by the command that needs it)
+    # (types only: the command that needs them imports them)
     from pypid.config import Config
     from pypid.storage.base.journal import IJournal
 
@@ -66,14 +58,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def run(options: argparse.Namespace, server_from: Callable[[argparse.Namespace], Server],
         config_from: Callable[[argparse.Namespace], Config], out: TextIO, err: TextIO) -> int:
-    """
-    Run C{pypid-admin audit} for parsed C{options}; the exit status (2, and
-    one line, for a C{--since} that cannot be used).
-
-    @param server_from: C{server_from(options) -> Server}.
-    @param config_from: C{config_from(options) -> Config}.
-    @raise CliError: for a failure to report in one line.
-    """
+    """Run C{pypid-admin audit} for parsed C{options}; the exit status."""
     if options.action == "verify":
         return verify(config_from(options), out, err)
     try:
@@ -89,13 +74,7 @@ def run(options: argparse.Namespace, server_from: Callable[[argparse.Namespace],
 
 
 def since_value(text: str, now: float) -> str:
-    """
-    The C{since} to send for C{--since}: a duration (C{7d}) counts back from
-    C{now}; anything else must be a date or time (ISO 8601).
-
-    @raise AuditError: when it is neither, or names a time before 1970 or
-        after 9999.
-    """
+    """The C{since} of C{--since}: a duration (C{7d}) back from C{now}, or an ISO 8601 time."""
     from pypid.core.util.units import parse_duration
 
     try:
@@ -111,10 +90,9 @@ def since_value(text: str, now: float) -> str:
 def show(server: Server, options: argparse.Namespace, out: TextIO,
          since: str | None = None) -> None:
     """
-    Print the entries the options ask for, oldest first: with C{since},
-    page after page (following C{next}); without, the newest C{--limit}
-    (following C{before} while a page, cut short by the days one request
-    reads, holds fewer).
+    Print the entries the options ask for, oldest first: with C{since}, page
+    after page; without, the newest C{--limit} (following C{before} while a
+    page, cut short by the days one request reads, holds fewer).
     """
     query: dict[str, str | int | None] = {
         "project": options.project, "user": options.audit_user, "event": options.event,
@@ -157,10 +135,7 @@ def show(server: Server, options: argparse.Namespace, out: TextIO,
 
 
 def format_entry(entry: JsonEntry) -> str:
-    """
-    One line for a person: when, what, outcome, who (token), where, about
-    what, why; what a client chose is escaped (L{escaped}).
-    """
+    """One line for a person: when, what, outcome, who, where, about what, why; escaped."""
     who = entry.get("user") or "-"
     if entry.get("token"):
         who += f" (token {entry['token']})"
@@ -179,17 +154,12 @@ def format_entry(entry: JsonEntry) -> str:
 
 
 def verify(config: Config, out: TextIO, err: TextIO) -> int:
-    """
-    Check the chains of the log the configuration's storage holds, under
-    the reactor: 0 when intact, 1 (and a line per broken link) when not,
-    1 and one line when the log cannot be read.
-    """
+    """Check the chains of the log the configuration's storage holds; the exit status."""
     from pypid.cli.common import run_command
     from pypid.jobs.run import run_at_once
     from pypid.storage.factory import make_journal
 
-    # (blocking reads on the reactor's thread are fine: this is a command,
-    # not a server)
+    # (blocking reads on the reactor's thread are fine in a command)
     return run_command(
         lambda reactor: check(make_journal(config, run_at_once, reactor), out, err),
         prog="pypid-admin", err=err)
@@ -197,12 +167,9 @@ def verify(config: Config, out: TextIO, err: TextIO) -> int:
 
 async def check(log: IJournal, out: TextIO, err: TextIO) -> int:
     """
-    Check the chains of C{log} (an L{pypid.storage.base.journal.IJournal}), then
-    close it; print a line per note (where a chain's kept part begins), a
-    line per broken link, and a summary.
-
-    @return: the exit status: 0 when every chain is intact, 1 when not.
-    @raise CliError: when the log cannot be read.
+    Check the chains of C{log}, then close it; print a line per note (where a
+    chain's kept part begins), a line per broken link, and a summary; the exit
+    status.
     """
     from pypid.storage.base.interface import StorageError
 

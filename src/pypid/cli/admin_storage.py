@@ -1,19 +1,10 @@
 """
 C{pypid-admin storage init --config FILE}: make the bucket (Azure's
-container) the configuration names when it is missing, so that the server
-starts on it; the server itself never makes one, and refuses to start
-without it.
-
-It is made with the server's own client and credentials, private: S3's
-Block Public Access on and ACLs disabled, an Azure container without
-public access, a Google Cloud Storage bucket with uniform bucket-level
-access and public access prevention enforced (in the project of
-C{--project}, or of the key file's C{project_id}). A bucket that answers
-is left as it is, and said to exist (exit status 0), so the command may
-run at every deployment; a name another holds, or any failure, is one
-line and exit status 1. A local folder needs nothing: the server makes
-its storage folder at its start, as the user it runs as (made here, by
-root say, the server could not write in it).
+container) the configuration names, private, when it is missing; the
+server itself never makes one. One that answers is left as it is, so the
+command may run at every deployment. A local folder needs nothing: the
+server makes it at its start, as the user it runs as (made here, by root
+say, the server could not write in it).
 """
 
 from __future__ import annotations
@@ -61,12 +52,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(options: argparse.Namespace, config_from: Callable[[argparse.Namespace], Config],
         out: TextIO, err: TextIO) -> int:
-    """
-    Run C{pypid-admin storage init} for parsed C{options}; the exit status.
-
-    @param config_from: C{config_from(options) -> Config}.
-    @raise CliError: for a failure to report in one line.
-    """
+    """Run C{pypid-admin storage init} for parsed C{options}; the exit status."""
     from pypid.cli.common import run_command
 
     options.set = [*options.set, *options.init_set]
@@ -89,12 +75,7 @@ def run(options: argparse.Namespace, config_from: Callable[[argparse.Namespace],
 
 
 def _project(config: Config, options: argparse.Namespace) -> str:
-    """
-    The project a new Google Cloud Storage bucket is made in: C{--project},
-    else the C{project_id} of C{[gcs] credentials_file}.
-
-    @raise CliError: when neither names one.
-    """
+    """The project a new GCS bucket is made in: C{--project}, else the key file's C{project_id}."""
     from pypid.config.values import held_bytes
 
     if options.project:
@@ -118,13 +99,9 @@ def _project(config: Config, options: argparse.Namespace) -> str:
 async def init(config: Config, reactor: Any, out: TextIO, project: str | None = None,
                location: str | None = None) -> int:
     """
-    Make the configuration's bucket unless it exists and answers; print
-    what was done.
+    Make the configuration's bucket unless it exists and answers (a new GCS
+    bucket in C{project}, at C{location}); print what was done; 0.
 
-    @param project: the Google Cloud project of a new GCS bucket (with
-        C{location}, where it keeps its data).
-    @return: 0.
-    @raise CliError: when it cannot be made or used.
     @raise StartupError: when the cloud's SDK is missing, or its section's
         credentials or C{ca_bundle} cannot be used.
     """

@@ -1,17 +1,8 @@
 """
 C{pypid-admin webhooks}: a running server's webhooks, over its API
-(admins; L{pypid.web.admin.webhook_admin}).
-
-  - C{webhooks list}: each subscription, what it wants, how many events
-    wait (and since when), how many were given up, the last error;
-  - C{webhooks deliveries NAME}: its last deliveries, then its events
-    given up, each with the key C{redeliver} takes;
-  - C{webhooks redeliver NAME [KEY]}: send one given-up event (its key or
-    event id) again, or every one;
-  - C{webhooks test NAME}: send a test event now, and say what came of it
-    (exit status 1 when it was not delivered);
-  - C{webhooks secret}: print a new secret for a C{[webhook:NAME]}
-    section (no server asked).
+(admins; L{pypid.web.admin.webhook_admin}): list them, their deliveries,
+send given-up events again, send a test event (exit status 1 when it was
+not delivered); and print a new secret for a C{[webhook:NAME]} section.
 """
 
 from __future__ import annotations
@@ -49,11 +40,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def run(options: argparse.Namespace, server_from: Callable[[argparse.Namespace], Server],
         out: TextIO, err: TextIO) -> int:
-    """
-    Run C{pypid-admin webhooks} for parsed C{options}; the exit status.
-
-    @raise CliError: for a failure to report in one line.
-    """
+    """Run C{pypid-admin webhooks} for parsed C{options}; the exit status."""
     action = options.action
     if action == "secret":
         out.write(new_secret(secrets.token_bytes(SECRET_BYTES)) + "\n")

@@ -1,11 +1,10 @@
 """
 The tools' output piped into a reader that stops early (C{pypid-admin
-files x | head}) ends them quietly: Python raises
-C{BrokenPipeError} at the next write, or at the flush as it exits, which
-printed a traceback (or "Exception ignored") under the reader's output.
-The tool stops writing, standard output is pointed at C{/dev/null} so that
-nothing is flushed into the closed pipe again, and the status is 141, a
-shell's for a command its pipe's reader left (128 + SIGPIPE).
+files x | head}) ends them quietly: Python raises C{BrokenPipeError} at
+the next write, or at the flush as it exits, which printed a traceback
+under the reader's output. Standard output is pointed at C{/dev/null}, so
+that nothing is flushed into the closed pipe again, and the status is 141
+(128 + SIGPIPE), a shell's for a command its pipe's reader left.
 """
 
 from __future__ import annotations

@@ -1,29 +1,12 @@
 """
 C{pypid-admin export} and C{pypid-admin import}: packages out of a
 server's storage and into another's, as a bundle (L{pypid.bundle}), and
-in from devpi, pypiserver and pypicloud.
+in from devpi, pypiserver and pypicloud; the commands' composition root.
 
-  - C{export --to DIR|FILE.tar[.gz]} writes the storage of C{--config}
-    as a bundle, with the projects' statuses, beside a daemon that may be
-    running on it (read as C{pypid-export} reads it: no lock, no write);
-  - C{import SOURCE [--from KIND]} loads a bundle, a devpi export, a
-    pypiserver folder or a pypicloud folder or bucket
-    (C{s3://BUCKET/PREFIX}), and prints what it imported, found there
-    already, found in conflict and refused; a bundle's statuses first.
-
-Named indexes: C{export --index NAME} (repeatable) packs those, each from
-its own storage (L{pypid.storage.factory.index_settings}); an import puts
-each index of a bundle, or each devpi index (C{user/name} ->
-C{user-name}, C{--map}), into its own storage, and refuses, before
-importing anything, indexes not configured, printing the sections to add.
-A devpi export goes into the default index with C{--flatten}, and by
-default while no named index is configured and no C{--map} given.
-
-Both take the storage's own precautions: an import into a local folder
-takes its lock (refused while a daemon holds it: that daemon would not
-see the files), one into a bucket writes the change markers a daemon on
-it polls. The commands' composition root: the reactor, the pool and the
-storage are made here; a failure is one line and exit status 1.
+An export reads the storage beside a daemon that may be running on it. An
+import refuses, before importing anything, named indexes not configured,
+printing the sections to add; into a local folder it takes its lock
+(refused while a daemon holds it: that daemon would not see the files).
 """
 
 from __future__ import annotations
@@ -31,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -51,7 +35,6 @@ from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.storage.base.interface import StorageError
 
 if TYPE_CHECKING:
-    # (types only: each command imports what it runs)
     from pypid.bundle.archive import BundleWriter
     from pypid.bundle.devpi import DevpiIndexes
     from pypid.bundle.ingest import Ingest
@@ -128,13 +111,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(options: argparse.Namespace, config_from: Callable[[argparse.Namespace], Config],
         out: TextIO, err: TextIO) -> int:
-    """
-    Run C{export} or C{import} under the real reactor.
-
-    @param config_from: C{config_from(options)}, the configuration of
-        C{--config} (raising L{CliError}).
-    @return: the exit status.
-    """
+    """Run C{export} or C{import} under the real reactor; the exit status."""
     try:
         config = config_from(options)
         _check_options(options)
@@ -163,12 +140,7 @@ def _check_options(options: argparse.Namespace) -> None:
 
 
 def _observer(err: TextIO, verbose: bool, command: str) -> ILogObserver:
-    """
-    Log events as C{pypid-admin: ...} lines (L{log_lines}). An import does
-    not repeat what the scan of its destination says of files there that
-    are no distributions (C{Not exporting ...}, from the reader it shares
-    with the exports): they are not its business.
-    """
+    """Log events as C{pypid-admin: ...} lines, but not an import's notes on non-distributions."""
     def ignore(event: LogEvent) -> bool:
         return (command == "import" and event.get("log_namespace") == "pypid.storage.base.reading"
                 and str(event.get("log_format", "")).startswith("Not exporting"))
@@ -220,11 +192,7 @@ async def pack_command(config: Config, options: argparse.Namespace, reactor: Any
 
 
 def _packed_names(config: Config, asked: list[str]) -> list[str]:
-    """
-    The indexes C{--index} names (each once, in order), or the default's.
-
-    @raise BundleError: for an index that is not configured, or is a view.
-    """
+    """The indexes C{--index} names (each once, in order), or the default's."""
     names = list(dict.fromkeys(asked)) or [DEFAULT]
     for name in names:
         if name == DEFAULT:
@@ -253,10 +221,8 @@ async def _packed_index(config: Config, name: str, reactor: Any,
 
 async def _failed(err: TextIO, run: Run, writer: BundleWriter | None, message: str) -> int:
     if writer is not None:
-        try:
+        with suppress(OSError):
             await run(writer.abort)
-        except OSError:
-            pass
     err.write(f"pypid-admin: {message}\n")
     return 1
 
@@ -281,12 +247,12 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
             out.write(f"Reading {options.source} as {DESCRIPTIONS[kind]} (detected; "
                       "name another with --from)\n")
         source = await _source(kind, config, options, reactor, run, closing)
-        # (the default index's storage first, as before: a local folder's
-        # lock is taken before the source is read)
         # (the descriptions rendered in children with a time budget, as the
         # daemon renders them: a hostile README cannot stop the import)
         sandbox = ReadmeSandbox()
         closing.append(sandbox.close)
+        # (the default index's storage first: a local folder's lock is taken
+        # before the source is read)
         default = await _ingest(config, DEFAULT, reactor, run, closing, sandbox.render)
         offer = await source.read()
         _check_indexes(config, offer, out)
@@ -326,10 +292,8 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
             e, (BundleError, StorageError, CliError, StartupError)))
     finally:
         if source is not None:
-            try:
+            with suppress(OSError):
                 await run(source.close)
-            except OSError:
-                pass
         await common.close_all(closing)
     _report(out, ingests, options)
     return 1 if any(ingest.report.failed for _, ingest in ingests) else 0
@@ -337,11 +301,7 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
 
 async def _ingest(config: Config, name: str, reactor: Any, run: Run,
                   closing: common.Closing, render: Renderer) -> Ingest:
-    """
-    An ingest into the storage of the hosted index C{name}
-    (L{pypid.storage.factory.index_settings}), prepared for writing, with
-    what it holds already.
-    """
+    """An ingest into the storage of the hosted index C{name}, with what it holds already."""
     from pypid.bundle.ingest import Ingest
     from pypid.storage.base.reading import load_records, read_statuses
     from pypid.storage.factory import index_settings, index_snapshot_path
@@ -357,12 +317,7 @@ async def _ingest(config: Config, name: str, reactor: Any, run: Run,
 
 
 def _check_indexes(config: Config, offer: Offer, out: TextIO) -> None:
-    """
-    Refuse an offer of named indexes that are not configured as hosted
-    indexes, before anything is imported: the sections to add are printed.
-
-    @raise CliError: naming the missing C{[index:NAME]} sections.
-    """
+    """Refuse named indexes not configured as hosted ones, printing the sections to add."""
     from pypid.bundle.sources import index_sections
 
     named = [index for index in offer.indexes if index.name != DEFAULT]
@@ -452,9 +407,7 @@ def _kept_indexes(config: Config, options: argparse.Namespace) -> DevpiIndexes |
     """
     How a devpi export's indexes are kept as pypid's, or L{None} to flatten
     them: with C{--flatten}, and by default while no C{[index:NAME]} is
-    configured and no C{--map} given (as before indexes existed).
-
-    @raise CliError: for a C{--map} that is not C{USER/NAME=INDEX}.
+    configured and no C{--map} given.
     """
     from pypid.bundle.devpi import DevpiIndexes, parse_map
 
@@ -468,11 +421,7 @@ def _kept_indexes(config: Config, options: argparse.Namespace) -> DevpiIndexes |
 
 async def _bucket_source(config: Config, options: argparse.Namespace, reactor: Any, run: Run,
                          closing: common.Closing) -> PypicloudBucketSource:
-    """
-    A pypicloud bucket, reached with the credentials and endpoint of the
-    section of its cloud (C{[s3]}, with C{--s3-endpoint}/C{--s3-region};
-    C{[gcs]}; C{[azure]}), whichever backend keeps pypid's own packages.
-    """
+    """A pypicloud bucket, reached with the credentials and endpoint of its cloud's section."""
     from pypid.bundle.pypicloud import PypicloudBucketSource, parse_bucket_url
     from pypid.storage.cloud_clients import make_client
 

@@ -1,17 +1,7 @@
 """
-What the command-line tools that work on a storage (C{pypid-export},
-C{pypid-admin export}, C{import} and C{audit verify}) share, so that each
-is written once: running an asynchronous main under the reactor and
-turning it into an exit status (L{run_command}), opening the server's
-storage (L{open_storage}), refusing a destination that overlaps the
-storage (L{overlapping}, L{bucket_overlapping}), closing what was opened
-(L{close_all}), removing a spool folder (L{remove_tree}), the one line a
-failure is (L{failure_line}), and an argument parser that does not exit
-(L{ArgumentParser}).
-
-Nothing here imports the daemon's composition root (L{pypid.tap}), and
-nothing here exits: only the tools' C{main()} functions turn a status into
-the process's.
+What the command-line tools that work on a storage share. Nothing here
+exits: only the tools' C{main()} functions turn a status into the
+process's.
 """
 
 from __future__ import annotations
@@ -22,6 +12,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import attrs
@@ -46,23 +37,14 @@ class UsageError(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """
-    An argument parser that raises L{UsageError} instead of printing and
-    exiting, so that a tool's C{main} writes to the streams it was given
-    and returns its exit status (which tests call it for).
-    """
+    """An argument parser that raises L{UsageError}, so that a C{main} returns its exit status."""
 
     def error(self, message: str) -> NoReturn:
         """Raise rather than exit."""
         raise UsageError(message)
 
     def refuse(self, err: TextIO, message: str) -> int:
-        """
-        Say why a command line cannot be run, as argparse would (the usage,
-        then C{<prog>: error: <message>}), on C{err}.
-
-        @return: 2, the exit status of a bad command line.
-        """
+        """Say why a command line cannot be run, as argparse would, on C{err}; 2."""
         self.print_usage(err)
         err.write(f"{self.prog}: error: {message}\n")
         return 2
@@ -71,17 +53,13 @@ class ArgumentParser(argparse.ArgumentParser):
 def run_command(main: Callable[[Any], Awaitable[int]], reactor: Any = None, *,
                 prog: str, err: TextIO | None = None) -> int:
     """
-    Run C{main(reactor)} under the reactor until it finishes; the one place
-    that deals with C{task.react} (which ends by raising L{SystemExit}, and
-    logs what C{main} raised, traceback and all).
+    Run C{main(reactor)} under the reactor (by default the global one) until it
+    finishes; the one place that deals with C{task.react} (which ends by
+    raising L{SystemExit}, and logs what C{main} raised, traceback and all).
 
-    @param main: the command, returning its exit status.
-    @param reactor: the reactor to run; the global one by default.
-    @param prog: the tool's name, to begin its line with.
-    @param err: where a failure's one line goes; C{sys.stderr} by default.
     @return: C{main}'s exit status; 1 when it raised L{CliError} or
-        L{StartupError} (its message the one line, C{<prog>: <message>}),
-        or the reactor's status when C{main} never finished.
+        L{StartupError} (its message the one line, C{<prog>: <message>}), or
+        the reactor's status when C{main} never finished.
     """
     from twisted.internet import task
 
@@ -110,9 +88,8 @@ def run_command(main: Callable[[Any], Awaitable[int]], reactor: Any = None, *,
 def failure_line(e: Exception, known: tuple[type[Exception], ...]) -> str:
     """
     The one line a command says of the exception C{e} that stopped it: the
-    message of one it expects (C{known}), the file that could not be used
-    for an L{OSError}, and for anything else (a bug) its type and message:
-    still one line, as promised, never a traceback.
+    message of one it expects (C{known}), the file of an L{OSError}, else
+    (a bug) its type and message: never a traceback.
     """
     if isinstance(e, known):
         return str(e)
@@ -125,29 +102,15 @@ def failure_line(e: Exception, known: tuple[type[Exception], ...]) -> str:
 async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing, *,
                        prepare: bool) -> IStorage:
     """
-    The storage of the configuration, opened for one of the two uses the
-    tools have for it.
+    The storage of the configuration, opened without C{prepare} to read
+    beside a daemon that may be running on it (L{pypid.storage.base.reading}:
+    no lock taken, nothing swept, a bucket's files streamed); with it, to
+    write into it, prepared as the daemon prepares it. A bucket's spool folder
+    is the command's own, never the daemon's (which C{prepare} sweeps). What
+    must be closed is appended to C{closing} (L{close_all}).
 
-    Without C{prepare}, to read beside a daemon that may be running on it
-    (C{pypid-export}, C{pypid-admin export}; see L{pypid.storage.base.reading}):
-    never C{prepare()}d, so no lock is taken and nothing is swept; files
-    from a bucket are streamed, never redirected to.
-
-    With C{prepare}, to write into it (C{pypid-admin import}), prepared as
-    the daemon prepares it: a local folder's lock taken (refused while a
-    daemon holds it), a bucket's credentials and conditional writes
-    checked.
-
-    A bucket's spool folder is the command's own, never the daemon's
-    (which C{prepare} sweeps), and is removed when closing.
-
-    @param run: C{run(f, *args) -> Deferred}, how the storage does its
-        blocking work.
-    @param closing: a list; what must be called (and waited for) once the
-        storage is no longer used is appended to it (see L{close_all}).
     @raise ExportError: without C{prepare}, when the storage folder does
         not exist.
-    @raise StorageError: when the storage cannot be prepared.
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
         cloud's SDK is missing.
     """
@@ -202,26 +165,16 @@ async def _prepared(config: Config, reactor: Any, run: Run, closing: Closing) ->
 
 
 async def close_all(closing: Closing) -> None:
-    """
-    Call what L{open_storage} and the like left to close, newest first,
-    waiting for each: a failure to close is not the command's failure (its
-    status says what it did), so it is ignored.
-    """
+    """Call what L{open_storage} left to close, newest first, ignoring a failure to close."""
     for close in reversed(closing):
-        try:
+        with suppress(Exception):
             result = close()
             if result is not None and hasattr(result, "addCallback"):
                 await result
-        except Exception:
-            pass
 
 
 def overlapping(a: str, b: str) -> bool:
-    """
-    Whether one of two paths is inside the other, or they are the same
-    (links resolved): a destination or source there would be read or
-    written as part of the storage.
-    """
+    """Whether one of two paths is inside the other, or they are the same (links resolved)."""
     a, b = os.path.realpath(a), os.path.realpath(b)
     return os.path.commonpath([a, b]) in (a, b)
 
@@ -229,11 +182,8 @@ def overlapping(a: str, b: str) -> bool:
 def bucket_overlapping(config: Config, backend: str, bucket: str, prefix: str,
                        endpoint: str | None = None) -> bool:
     """
-    Whether C{bucket} (a container on Azure) under C{prefix}, of the cloud
-    C{backend} at C{endpoint} (L{None}: the configured one), holds the
-    storage's keys or is held by them: the daemon's scans would read what
-    is written there as its files. Never, when another cloud keeps the
-    storage, or a local folder.
+    Whether C{bucket} under C{prefix} (at C{endpoint}; L{None}: the configured one) holds
+    the storage's keys or is held by them: the daemon's scans would read what is written there.
     """
     section = config.bucket if config.storage.backend == backend else None
     if section is None:
@@ -244,9 +194,5 @@ def bucket_overlapping(config: Config, backend: str, bucket: str, prefix: str,
 
 
 def remove_tree(path: str) -> None:
-    """
-    Remove a folder the command made for itself (a spool), and whatever is
-    left in it; a failure leaves a temporary folder behind, which is no
-    reason to fail the command.
-    """
+    """Remove a spool folder the command made (a folder left behind fails nothing)."""
     shutil.rmtree(path, ignore_errors=True)

@@ -1,32 +1,14 @@
 """
-C{pypid-export}: write the whole index as static files, for a web server,
-a bucket or a CDN to serve without the daemon.
+C{pypid-export}: write the whole index as static files (the tree that
+L{pypid.export.plan} describes), to a folder or a bucket, for a web server
+or a CDN to serve without the daemon; the tool's composition root.
 
-  - C{pypid-export /srv/pypi --config /etc/pypid/pypid.ini} writes (or
-    brings up to date) the tree that L{pypid.export.plan} describes; the
-    second time, it renders only the projects that changed.
-  - C{pypid-export s3://bucket/prefix ...} (or C{--s3-bucket}) writes it to
-    a bucket, with the C{[s3]} section's endpoint and credentials.
-  - C{--files-url URL} links the files there instead of copying them.
-  - C{--index NAME} exports the named index as its pages list
-    it: its own files, then its hosted bases' (a view's through its
-    filters); upstream files are not exported.
-
-It reads the server's storage as the daemon does at start-up (its snapshot,
-then a scan, the projects' statuses) and never starts the server; a daemon
-may run on the same storage meanwhile. What the daemon withholds from an
-anonymous reader is withheld: a quarantined project's files, the
-releases the index's advisories deny or hide. The advisories are those a
-daemon puts in force at its start (L{pypid.advisories.feed.read_in_force}:
-C{[advisories] path} and the URL's copy kept beside the snapshot; the URL
-is not fetched); when the index hides or denies by them and they cannot be
-read, nothing is exported (exit 1), as the daemon serves none of those
-releases until it has read them. This module is the tool's composition root: it reads the
-command line and the configuration, builds the storage and the target, and
-runs one L{pypid.export.exporter.Exporter} under the real reactor.
-
-A bad command line is one line and exit status 2; a failure, one line and
-exit status 1; never a traceback.
+It reads the server's storage as the daemon does at start-up, beside a
+daemon that may run on it, and withholds what the daemon withholds from
+an anonymous reader: a quarantined project's files, the releases the
+index's advisories deny or hide. When the index hides or denies by
+advisories that cannot be read, nothing is exported, as the daemon serves
+none of those releases until it has read them.
 """
 
 from __future__ import annotations
@@ -157,13 +139,8 @@ def _check(parse: Callable[[str], T], value: str, what: str) -> T:
         raise UsageError(f"{what}: {e}")
 
 
-def parse_options(argv: list[str]) -> ExportOptions:
-    """
-    Read and check the command line.
-
-    @rtype: L{ExportOptions}
-    @raise UsageError: naming the argument and what is wrong with it.
-    """
+def parse_options(argv: list[str] | None) -> ExportOptions:
+    """Read and check the command line; L{UsageError} says what is wrong."""
     args = _parser().parse_args(argv)
     bucket, prefix, dest = None, "", args.dest
     if dest is not None and dest.startswith("s3://"):
@@ -217,11 +194,7 @@ def parse_options(argv: list[str]) -> ExportOptions:
 @quiet_on_broken_pipe
 def main(argv: list[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
-    """
-    Run C{pypid-export}: 0 when the export is complete, 1 when it failed (or
-    left files out), 2 for a bad command line.
-    """
-    argv = sys.argv[1:] if argv is None else argv
+    """Run C{pypid-export}: 0 when complete, 1 when it failed (or left files out), 2: bad usage."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
@@ -236,11 +209,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None,
 
 async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
                          err: TextIO) -> int:
-    """
-    Run one export for checked L{ExportOptions}.
-
-    @return: the exit status.
-    """
+    """Run one export for checked L{ExportOptions}; the exit status."""
     closing: Closing = []
     try:
         config = load_config(options.config, options.overrides, environ=os.environ)
@@ -279,10 +248,8 @@ async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
 
 def _advisories(config: Config, index: str, err: TextIO) -> tuple[AdvisoryPolicy | None, str]:
     """
-    The exported index's advisory policy over the advisories a daemon of
-    C{config} puts in force at its start, and a line saying what is
-    applied (C{""} when the index acts on none); a warning for each
-    source not applied.
+    The exported index's advisory policy over the advisories a daemon puts in
+    force at its start, and a line saying what is applied (C{""}: none).
 
     @raise ExportError: when the index hides or denies releases by their
         advisories and they cannot be read.
@@ -321,10 +288,9 @@ def _advisories(config: Config, index: str, err: TextIO) -> tuple[AdvisoryPolicy
 async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
                    err: TextIO) -> str:
     """
-    Act by the waivers admins keep for C{index} (the default
-    index's storage holds them), as the daemon does; what the summary
-    line adds ("" for none). An unreadable document is warned about and
-    none applied (the export then leaves out more, never less).
+    Act by the waivers admins keep for C{index}, as the daemon does; what the
+    summary line adds. An unreadable document is warned about and none
+    applied (the export then leaves out more, never less).
     """
     from pypid.core.security.advisory_waivers import InvalidWaiver, Waivers
     from pypid.storage.base.capabilities import WAIVERS, IServerDocuments
@@ -347,11 +313,7 @@ async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
 async def _index_chain(config: Config, name: str, reactor: Any,
                        closing: Closing) -> IndexChain:
     """
-    The hosted sources of the index C{name}, in the order its pages read
-    them (L{pypid.core.indexes.index_names.resolve_order}), each storage opened to read
-    beside a daemon, and a view's filters.
-
-    @raise ExportError: when no C{[index:NAME]} is configured.
+    The hosted sources of the index C{name}, in the order its pages read them; a view's filters.
     """
     from pypid.state.index_sections import source_order, view_filters
     from pypid.storage.base.reading import StoredSource
@@ -374,10 +336,7 @@ async def _index_chain(config: Config, name: str, reactor: Any,
 
 async def _open_storage(config: Config, options: ExportOptions, reactor: Any,
                         closing: Closing) -> IStorage:
-    """
-    The server's storage, ready to read beside a daemon that may be running
-    on it (L{open_storage}), once DEST is known not to overlap it.
-    """
+    """The server's storage, to read beside a daemon, once DEST is known not to overlap it."""
     if config.bucket is None:
         if options.dest is not None:
             _check_apart(config.storage.path, options.dest)
@@ -394,11 +353,7 @@ def _check_apart(storage_root: str, dest: str) -> None:
 
 
 def _check_apart_in_bucket(config: Config, options: ExportOptions) -> None:
-    """
-    Refuse an export into the storage's own bucket under a prefix that
-    holds the storage's or is held by it: the daemon's scans would read the
-    export's objects as its files.
-    """
+    """Refuse an export into the storage's bucket where the daemon's scans would read it."""
     s3 = config.bucket
     assert options.bucket is not None and s3 is not None  # (to a bucket, from a bucket)
     if bucket_overlapping(config, "s3", options.bucket, options.prefix, options.endpoint):

@@ -1,10 +1,7 @@
 """
-The C{pypid-passwd} command: turn a password into the argon2id hash that goes
-in the configuration's C{[users]} section.
-
-It prints the hash and nothing else on standard output, so that
-C{pypid-passwd < secret.txt} in a script yields just the hash; prompts and
-errors go to the terminal or standard error.
+C{pypid-passwd}: turn a password into the argon2id hash that goes in the
+configuration's C{[users]} section. It prints the hash and nothing else on
+standard output, so that C{pypid-passwd < secret.txt} yields just the hash.
 """
 
 from __future__ import annotations
@@ -44,24 +41,15 @@ password works at once, even for a user the failed logins locked out.
 
 def _parser() -> ArgumentParser:
     """Return the command line parser; C{--help} is handled by L{main}."""
-    parser = ArgumentParser(
-        prog="pypid-passwd",
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        add_help=False,
-    )
-    parser.add_argument(
-        "-h", "--help", action="store_true", help="show this help and exit"
-    )
+    parser = ArgumentParser(prog="pypid-passwd", description=_DESCRIPTION, epilog=_EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            add_help=False)
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
     return parser
 
 
 def _read_password(stdin: TextIO, stderr: TextIO) -> tuple[str, str | None]:
-    """
-    Return the password from the terminal (asked twice) or from one line of
-    C{stdin}, or an error message as the second item.
-    """
+    """The password from the terminal (asked twice) or C{stdin}, and an error message or L{None}."""
     if stdin.isatty():
         first = getpass("Password: ", stream=stderr)
         second = getpass("Repeat password: ", stream=stderr)
@@ -104,18 +92,10 @@ def _encodable(password: str) -> bool:
 def main(argv: list[str] | None = None, stdin: TextIO | None = None,
          stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """
-    Run C{pypid-passwd}: print a hash of the password read from the terminal
-    or standard input and return 0, or explain on C{stderr} and return 1 (a
-    refused password) or 2 (a bad command line, or no password given).
-
-    @param argv: the arguments after the program name; C{sys.argv[1:]} when
-        L{None}.
-    @param stdin: where the password is read from; C{sys.stdin} when L{None}.
-    @param stdout: where the hash goes; C{sys.stdout} when L{None}.
-    @param stderr: where errors go; C{sys.stderr} when L{None}.
+    Run C{pypid-passwd}: print a hash of the password and return 0, or explain
+    on C{stderr} and return 1 (a refused password) or 2 (a bad command line,
+    or no password given). The streams are C{sys}'s when L{None}.
     """
-    if argv is None:
-        argv = sys.argv[1:]
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr

@@ -5,29 +5,15 @@ client accepts.
 A certificate made the usual way for a test (C{openssl req -x509}) is
 accepted by curl and pip but refused by uv (rustls, through webpki): one
 self-signed certificate is both a CA and the server's (C{CaUsedAsEndEntity}).
-What every client takes is two certificates:
+What every client takes is two certificates: a CA (C{ca.pem}, which
+clients are given; kept, so a server certificate issued again is still
+trusted), and the server's (C{server.pem}), its names in
+C{subjectAltName} (no client reads the common name any more).
 
-  - a CA (C{ca.pem}, its key C{ca-key.pem}): C{basicConstraints CA:TRUE},
-    may sign certificates only, ten years. Clients are given this file
-    (C{pip --cert}, C{twine --cert}, C{SSL_CERT_FILE} for uv, C{--cert}
-    for pypid's own tools). Kept: run the command again and it issues a
-    new server certificate with the same CA, so clients keep trusting it;
-  - the server's (C{server.pem}, C{server-key.pem}): C{CA:FALSE}, for TLS
-    servers only (C{extendedKeyUsage serverAuth}), its names in
-    C{subjectAltName} (host names and IP addresses; no client reads the
-    common name any more), 397 days (the longest some clients accept).
-
-The C{listen} lines it prints keep the address of the lines they replace
-(C{--config}'s, or the embedded default loopback one): a server on this
-machine only is not opened to the network by the recipe, and a line that
-opens it says so. Run again on a C{--config} that serves HTTPS already (a
-renewal), it prints no C{listen} line: the server's stay, and C{SIGHUP}
-loads the new files where C{[tls]} names them (other paths: the
-C{[tls]} lines, and a restart, as a reload refuses new paths).
-
+The C{listen} lines it prints keep the address of the lines they replace:
+a server on this machine only is not opened to the network by the recipe.
 Both keys are ECDSA P-256: small and fast, and accepted by every client
-pypid is tested with. Made with the C{cryptography} package (no
-OpenSSL command line); the keys are written readable by their owner only.
+pypid is tested with.
 """
 
 from __future__ import annotations
@@ -55,7 +41,6 @@ from pypid.config.server_settings import (
 )
 
 if TYPE_CHECKING:
-    # (types only: C{pypid-admin} reads the configuration when it is given)
     from pypid.config import Config
 
 #: The port of the printed C{https:} lines.
@@ -121,25 +106,44 @@ def _write(path: str, data: bytes, private: bool) -> None:
     os.replace(temporary, path)
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey,
+             now: datetime.datetime, not_after: datetime.datetime,
+             ca: bool) -> x509.CertificateBuilder:
+    """What a CA's certificate and a server's share: a CA signs certificates only."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None),
+                       critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=not ca, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                                     encipher_only=False, decipher_only=False), critical=True))
+
+
 def _new_ca(now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = _name("pypid private CA")
     certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        _builder(subject, subject, key, now, now + datetime.timedelta(days=CA_DAYS), ca=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
         .sign(key, hashes.SHA256()))
     return key, certificate
+
+
+def _write_pair(folder: str, name: str, key_name: str, certificate: x509.Certificate,
+                key: ec.EllipticCurvePrivateKey) -> None:
+    """Write a key (readable by its owner only), then its certificate."""
+    _write(os.path.join(folder, key_name), key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()), private=True)
+    _write(os.path.join(folder, name), certificate.public_bytes(serialization.Encoding.PEM),
+           private=False)
 
 
 def _read_ca(folder: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None:
@@ -168,10 +172,7 @@ def _read_ca(folder: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
 
 def make(folder: str, hosts: Sequence[str], now: datetime.datetime | None = None) -> Made:
     """
-    Write a server certificate for C{hosts} into C{folder}, issued by the
-    CA kept there, or by a new one.
-
-    @raise CliError: for a bad host, or a CA that cannot be used.
+    Write a server certificate for C{hosts} into C{folder}, issued by the CA kept there or new.
     """
     if not hosts:
         raise CliError("give the server's names: --host pypi.internal.example (and its "
@@ -182,27 +183,13 @@ def make(folder: str, hosts: Sequence[str], now: datetime.datetime | None = None
     kept = _read_ca(folder)
     if kept is None:
         ca_key, ca = _new_ca(now)
-        _write(os.path.join(folder, CA_KEY), ca_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()), private=True)
-        _write(os.path.join(folder, CA), ca.public_bytes(serialization.Encoding.PEM),
-               private=False)
+        _write_pair(folder, CA, CA_KEY, ca, ca_key)
     else:
         ca_key, ca = kept
     key = ec.generate_private_key(ec.SECP256R1())
     not_after = min(now + datetime.timedelta(days=SERVER_DAYS), ca.not_valid_after_utc)
     certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0])).issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        _builder(_name(names[0]), ca.subject, key, now, not_after, ca=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName([_alt_name(h) for h in names]),
                        critical=False)
@@ -211,11 +198,7 @@ def make(folder: str, hosts: Sequence[str], now: datetime.datetime | None = None
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                        critical=False)
         .sign(ca_key, hashes.SHA256()))
-    _write(os.path.join(folder, SERVER_KEY), key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()), private=True)
-    _write(os.path.join(folder, SERVER), certificate.public_bytes(serialization.Encoding.PEM),
-           private=False)
+    _write_pair(folder, SERVER, SERVER_KEY, certificate, key)
     return Made(os.path.abspath(folder), kept is None, names, not_after)
 
 
@@ -232,11 +215,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def https_lines(listen: Sequence[str]) -> list[str]:
     """
     The C{https:} lines that replace the C{[pypid] listen} lines C{listen},
-    each on the interface of a line it replaces (so a server on this
-    machine only stays so), on port L{HTTPS_PORT} whatever the line's; on
-    the loopback address for lines on no address (C{unix:}, C{systemd:}).
-    An address of every IPv4 (or IPv6) address
-    takes the place of the other IPv4 (or IPv6) ones, which it covers.
+    each on the interface of a line it replaces (so a server on this machine
+    only stays so; loopback for lines on no address), on port L{HTTPS_PORT}.
+    An address of every IPv4 (or IPv6) address takes the place of the others.
     """
     found = [listen_interface(line) for line in listen]
     interfaces = list(dict.fromkeys(i for i in found if i is not None)) or ["127.0.0.1"]
@@ -248,10 +229,7 @@ def https_lines(listen: Sequence[str]) -> list[str]:
 
 
 def _reach(lines: Sequence[str]) -> str:
-    """
-    What the C{https:} C{lines} open, said plainly: the network, or this
-    machine only (and how to open it, and what to do first).
-    """
+    """What the C{https:} C{lines} open, said plainly: the network, or this machine only."""
     network = [line for line in lines if on_network(line)]
     if network:
         return (f"{' and '.join(network)} opens the server to the network: every machine that "
@@ -279,11 +257,7 @@ def _same_file(a: str | None, b: str) -> bool:
 
 
 def _serve_new(made: Made, listen: Sequence[str], source: str | None) -> tuple[str, str]:
-    """
-    How to serve the files on a server of plain HTTP (the C{listen} lines
-    C{listen}, read in the file C{source}, or the embedded default's for
-    L{None}): its C{https:} lines, and the URL clients use.
-    """
+    """How to serve the files on a server of plain HTTP, and the URL clients use."""
     url = _https_url(made.hosts[0], HTTPS_PORT)
     lines = https_lines(listen)
     replaced = " ".join(listen)
@@ -304,11 +278,7 @@ def _serve_new(made: Made, listen: Sequence[str], source: str | None) -> tuple[s
 
 
 def _serve_renewed(made: Made, config: Config) -> tuple[str, str]:
-    """
-    How to serve the files on a server of HTTPS already (C{config}'s): its
-    listen lines stay; a reload takes the new files where its C{[tls]}
-    names them, and a restart other paths (which a reload refuses).
-    """
+    """How to serve the files on a server of HTTPS already, and the URL clients use."""
     listen = config.server.listen
     port = next(address.port for address in map(parse_listen_address, listen)
                 if address.kind == HTTPS and address.port is not None)
@@ -331,15 +301,7 @@ def _serve_renewed(made: Made, config: Config) -> tuple[str, str]:
 
 
 def run(options: argparse.Namespace, out: TextIO, config: Config | None = None) -> int:
-    """
-    Make the files, and say how to use them.
-
-    @param config: the server's configuration (C{--config}), whose C{listen}
-        lines the printed C{https:} lines keep, or which serves HTTPS
-        already (a renewal: its lines stay, a reload takes the files);
-        L{None}: the embedded default C{listen} line, served over HTTPS on
-        its address.
-    """
+    """Make the files, and say how to use them on the server of C{config} (or the default)."""
     made = make(options.out, options.host)
     ca = made.path(CA)
     if config is None:

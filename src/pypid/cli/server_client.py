@@ -1,8 +1,4 @@
-"""
-The blocking HTTP client of a pypid server that the command-line tools
-(C{pypid-upstream}, C{pypid-token}) share. Blocking is fine here: these run
-outside the server.
-"""
+"""The blocking HTTP client the tools share: they run outside the server."""
 
 from __future__ import annotations
 
@@ -21,17 +17,11 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 from urllib.parse import urljoin, urlsplit
 
 if TYPE_CHECKING:
-    # (types only: the tools import Twisted's logger when they log)
     from twisted.logger import ILogObserver, LogEvent
 
 
 class CliError(Exception):
-    """
-    A failure to report in one line.
-
-    @ivar status: the tool's exit status: 1, or 2 for a usage error (what
-        to set or give instead).
-    """
+    """A failure to report in one line; C{status}, the exit status, is 2 for a usage error."""
 
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
@@ -43,11 +33,7 @@ class Server:
 
     def __init__(self, url: str, user: str | None = None, password: str | None = None,
                  timeout: float = 300, cert: str | None = None) -> None:
-        """
-        @param cert: a PEM file of the CA certificates to trust for an
-            https server (a private CA, as C{pypid-admin tls} makes), instead
-            of the system's; L{None}: the system's.
-        """
+        """@param cert: a PEM file of CA certificates to trust instead of the system's."""
         self.url = url.rstrip("/") + "/"
         self._cert = cert
         self._opener = _OPENER if cert is None else _opener_trusting(cert)
@@ -83,10 +69,7 @@ class Server:
 
 
 def json_answer(server: Server, *request: Any) -> Any:
-    """
-    The server's answer to C{server.request(*request)} (L{Server.request}), a
-    JSON document; the request is passed on as it is given.
-    """
+    """The server's answer to C{server.request(*request)}, a JSON document."""
     with server.request(*request) as response:
         return json.loads(response.read())
 
@@ -112,10 +95,7 @@ def _opener_trusting(cert: str) -> urllib.request.OpenerDirector:
 
 
 def _trusted(cert: str | None) -> str:
-    """
-    The CA certificates a server's certificate was checked against, said
-    so that a person can tell which (a company's C{SSL_CERT_FILE}, say).
-    """
+    """The CA certificates a server's certificate was checked against, for a person."""
     if cert is not None:
         return f"the CA certificates of {cert} (--cert or $PYPID_CERT)"
     paths = ssl.get_default_verify_paths()
@@ -144,11 +124,7 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def server_from(options: argparse.Namespace) -> Server:
-    """
-    The L{Server} the parsed options name, asking for the password if needed:
-    on a terminal; without one (a CI job, a cron line), L{CliError} (status 2)
-    saying what to set rather than a traceback.
-    """
+    """The L{Server} the parsed options name, asking for the password if needed."""
     password = None
     if options.user:
         password = os.environ.get("PYPID_PASSWORD")
@@ -158,12 +134,7 @@ def server_from(options: argparse.Namespace) -> Server:
 
 
 def ask_password(prompt: str) -> str:
-    """
-    A password typed at the terminal.
-
-    @raise CliError: (status 2) there is no terminal to ask at, or it
-        ended: the message names C{PYPID_PASSWORD}.
-    """
+    """A password typed at the terminal; none there is a L{CliError} (status 2)."""
     if not sys.stdin.isatty():
         raise CliError("no terminal to ask for the password: set PYPID_PASSWORD", status=2)
     try:
@@ -175,11 +146,9 @@ def ask_password(prompt: str) -> str:
 def log_lines(err: TextIO, prog: str, verbose: bool,
               ignore: Callable[[LogEvent], bool] | None = None) -> ILogObserver:
     """
-    A log observer writing events as C{<prog>: ...} lines to C{err}:
-    warnings and worse, and pypid's own news too with C{verbose} (never
-    Twisted's, "Main loop terminated." and the like), a failure's message
-    after its event's; an event for which C{ignore(event)} is true is not
-    written.
+    A log observer writing events as C{<prog>: ...} lines to C{err}: warnings
+    and worse, and pypid's own news too with C{verbose} (never Twisted's), but
+    not those C{ignore(event)} is true of.
     """
     from twisted.logger import ILogObserver, LogLevel, formatEvent
     from zope.interface import provider

@@ -1,12 +1,7 @@
 """
 C{pypid-token}: issue, list and revoke a server's API tokens (as an admin).
-
-  - C{pypid-token issue --actions upload --projects 'acme-*' --expires 90d}
-    (C{--indexes staging} keeps it to the indexes named)
-    prints the new token once: give it to CI as the password of
-    C{__token__} (C{TWINE_USERNAME=__token__ TWINE_PASSWORD=<token>}).
-  - C{pypid-token list} shows every token, never a secret.
-  - C{pypid-token revoke ID} stops a token at once.
+C{issue} prints the new token once: give it to CI as the password of
+C{__token__}; C{list} shows every token, never a secret.
 """
 
 from __future__ import annotations

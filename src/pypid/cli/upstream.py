@@ -1,26 +1,8 @@
 """
 C{pypid-upstream}: drive a server's upstream cache from the command line.
-
-  - C{pypid-upstream precache -r requirements.txt} (or C{--lock
-    pylock.toml}, or project names) downloads through the server every file
-    the input pins, so that the server keeps them (checked against their
-    hashes) and can serve them with the upstream down; a progress bar shows
-    on standard error when it is a terminal, and a summary says what was
-    cached.
-  - C{pypid-upstream refresh PROJECT} makes the server fetch a project's
-    upstream page again now, and says its status there (PEP 792) unless
-    active: a quarantine upstream withholds its files from then on.
-  - C{pypid-upstream release PROJECT} (admins) forgets the quarantine
-    the server remembers of a project the upstream removed after
-    quarantining it: its page is asked of the upstream again.
-  - C{pypid-upstream takedowns} (admins) lists the kept files each
-    upstream no longer lists: withheld, unless C{keep_removed}.
-  - C{pypid-upstream check [PROJECT]} (admins) makes the server fetch the
-    page of PROJECT (pip) and its smallest file through each upstream, and
-    prints one line each: what works, or what to set.
-
-This is a client: it makes blocking HTTP requests, which is fine outside
-the server. The password comes from C{PYPID_PASSWORD}, or is asked for.
+C{precache} downloads through the server every file the input pins, so
+that the server keeps them (checked against their hashes) and can serve
+them with the upstream down.
 """
 
 from __future__ import annotations
@@ -60,8 +42,7 @@ def _is_terminal(out: TextIO) -> bool:
 def _progress(done: int, total: int, name: str, out: TextIO) -> None:
     """
     Redraw the progress bar on C{out}: a terminal only, since elsewhere (a
-    CI log, a file) each C{\\r} redraw is kept, one long line; the summary
-    the command prints at the end says what was done.
+    CI log, a file) each C{\\r} redraw is kept, one long line.
     """
     if not _is_terminal(out):
         return
@@ -74,11 +55,7 @@ def _progress(done: int, total: int, name: str, out: TextIO) -> None:
 
 def precache(server: Server, pins: Iterable[Pin],
              out: TextIO = sys.stderr) -> tuple[list[str], list[tuple[str, str]]]:
-    """
-    Download through the server every file the pins select.
-
-    @return: C{(cached, failed)} lists of filenames and of C{(name, reason)}.
-    """
+    """Download through the server every file the pins select; C{(cached, failed)}."""
     chosen: list[UpstreamFile] = []
     failed: list[tuple[str, str]] = []
     for pin in pins:
@@ -120,10 +97,7 @@ def precache(server: Server, pins: Iterable[Pin],
 
 
 def refreshed_line(answer: dict[str, object]) -> str:
-    """
-    The line C{refresh} prints: the file count, and the project's status
-    upstream when it is not active (a quarantined one's files are withheld).
-    """
+    """The line C{refresh} prints: the file count, and the status upstream unless active."""
     line = f"{answer['project']}: {counted(cast(int, answer['files']), 'file')} upstream"
     status = answer.get("status")
     if isinstance(status, str) and status != "active":
@@ -148,10 +122,7 @@ def released_line(answer: dict[str, object]) -> str:
 
 
 def takedown_lines(answer: dict[str, Any]) -> list[str]:
-    """
-    The lines C{pypid-upstream takedowns} prints of C{GET
-    /api/upstream/takedowns}: a line per file, then a count per upstream.
-    """
+    """The lines C{takedowns} prints: a line per file, then a count per upstream."""
     from pypid.core.dists.model import format_upload_time
     lines = []
     for upstream in answer.get("upstreams", []):

@@ -1,28 +1,20 @@
 """
 The configuration file: an INI file parsed once into frozen attrs values.
 
-Every section and key is declared, with its default and its parser, by the
-module of its section (L{server}, L{storage}, L{auth}, L{upstream},
-L{tls}, L{metrics}, L{ldap}, L{oidc}; the clouds' sections by the table of
-L{store_backends}), which also checks it against the other keys; this
-module reads the file and the command line, runs their parsers and
-checks, and assembles the L{Config}.  So an unknown key, a
-misspelt section or a bad value stops start-up with a single line naming
-the file (or the command-line option), the section and the key, and
-saying what is allowed.  C{etc/pypid.ini}
-documents every key for people.  A key may also come from the environment
-(C{PYPID_<SECTION>_<KEY>}, L{environment_overrides}): over the file, under
-C{--set}.
+Each section's module declares its keys (default and parser) and checks
+them against the other keys; this module reads the file, the environment
+(C{PYPID_<SECTION>_<KEY>}: over the file, under C{--set}) and the command
+line, runs the parsers and checks, and assembles the L{Config}. So an
+unknown key, a misspelt section or a bad value stops start-up with one line
+naming the file (or the option), the section and the key, and saying what
+is allowed. C{etc/pypid.ini} documents every key for people.
 
-Sections that may appear several times, each with a name
-(C{[index:NAME]}, C{[upstream:NAME]}: L{NAMED_SECTIONS}), go
-through the same loop, keyed by their whole section name, so their errors
-read like any other's (C{pypid.ini: [index:prod] upload: ...}); the file and
-C{--set index:prod.view=yes} give them, never the environment, whose
-variable names cannot spell them.
+Named sections (C{[index:NAME]}, ...: L{NAMED_SECTIONS}) go through the same
+loop under their whole name, so their errors read like any other's; the
+environment cannot spell their names.
 
-Relative paths are made absolute against the directory the server is started
-in, so C{etc/pypid.ini} works from a checkout with C{./var/}.
+A relative path written in the file is read against the file's folder; a
+default, C{--set}'s or the environment's against the working directory.
 """
 
 from __future__ import annotations
@@ -30,6 +22,7 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
@@ -60,11 +53,7 @@ from pypid.config.index_settings import (
 )
 from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics_settings import METRICS_KEYS, MetricsConfig, check_metrics
-from pypid.config.namespace_settings import (
-    NAMESPACES,
-    check_namespaces_through,
-    read_namespaces,
-)
+from pypid.config.namespace_settings import NAMESPACES, check_namespaces_through, read_namespaces
 from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
 from pypid.config.retention_settings import RETENTION_KEYS, RetentionConfig, check_retention
 from pypid.config.server_settings import SERVER_KEYS, ServerConfig
@@ -103,8 +92,8 @@ class Config:
     source: str
     server: ServerConfig
     storage: StorageConfig
-    #: the clouds' sections (C{[s3]}, C{[azure]}, C{[gcs]}) by backend
-    #: name, each present (at its defaults) whichever keeps the packages
+    #: the clouds' sections by backend name, each present (at its
+    #: defaults) whichever keeps the packages
     stores: Mapping[str, BucketConfig] = attrs.field(converter=_frozen)
     auth: AuthConfig
     upstream: UpstreamConfig
@@ -124,23 +113,18 @@ class Config:
     publishers: tuple[PublisherRule, ...] = ()
     #: C{[namespaces]}: PEP 752's grants
     namespaces: NamespaceGrants = attrs.field(factory=NamespaceGrants)
-    #: C{[index:NAME]} sections by name, in file order (empty
-    #: without any: the one index of today's URLs, C{default})
+    #: C{[index:NAME]} sections by name, in file order
     indexes: Mapping[str, IndexConfig] = attrs.field(factory=dict, converter=_frozen)
     #: C{[upstream:NAME]} sections by name, in file order (C{[upstream]}
     #: stays L{upstream}, C{upstream:default} to an index's C{bases})
     upstreams: Mapping[str, UpstreamConfig] = attrs.field(factory=dict, converter=_frozen)
-    #: C{[advisories]}: where the security advisories come from
     advisories: AdvisoriesConfig = attrs.field(factory=AdvisoriesConfig)
-    #: C{[attestations]}: how uploads' attestations are verified
     attestations: AttestationsConfig = attrs.field(factory=AttestationsConfig)
-    #: C{[retention]}: the recycle bin
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
-    #: C{[webhook:NAME]} sections by name, in file order: the subscriptions
+    #: C{[webhook:NAME]} sections by name, in file order
     webhooks: Mapping[str, WebhookConfig] = attrs.field(factory=dict, converter=_frozen)
-    #: every key's parsed value, by C{(section, key)} (the named sections
-    #: by their whole name): what a reload compares to say which keys
-    #: changed (L{pypid.config.reloading}); not the free sections' names
+    #: every key's parsed value, by C{(section, key)}: what a reload
+    #: compares (L{pypid.config.reloading}); not the free sections' names
     keys: Mapping[tuple[str, str], Any] = attrs.field(factory=dict, converter=_frozen,
                                                       eq=False, repr=False)
     #: where the keys that did not come from the file came from
@@ -148,25 +132,18 @@ class Config:
     #: by C{(section, key)}: what a later error about the key names
     origins: Mapping[tuple[str, str], str] = attrs.field(
         factory=dict, converter=_frozen, eq=False, repr=False)
-    #: the configuration file's text as it was read ("" for the embedded
-    #: defaults): what a machine's workers are given (L{pypid.machine.config_in_force})
+    #: the configuration file's text as read ("" for the embedded
+    #: defaults), given to a machine's workers (L{pypid.machine.config_in_force})
     text: str = attrs.field(default="", eq=False, repr=False)
-    #: the texts of the other files it read, by path (the htpasswd file,
-    #: the secrets' files, the bundles and key files of L{HELD_KEYS}, the
-    #: trust root: L{pypid.config.values.text_of}): given with its
-    #: text to a machine's workers, so that one started again reads the
-    #: users and secrets as the machine took them, not a file being edited
-    #: (which ended for good the tokens of the users it lacked)
+    #: the texts of the other files it read, by path (L{text_of}): given to
+    #: a machine's workers, so that one started again reads the users and
+    #: secrets as the machine took them, not a file being edited (which
+    #: ended for good the tokens of the users it lacked)
     held: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen, eq=False,
                                           repr=False)
 
     def where(self, section: str, key: str | None = None) -> str:
-        """
-        What an error about C{[section] key} starts with: where its value
-        came from (the command line, the environment, or the file) and the
-        key (a value of C{--set} or C{--listen} was blamed on the
-        file).
-        """
+        """What an error about C{[section] key} starts with: where its value came from."""
         place = f"[{section}] {key}" if key else f"[{section}]"
         origin = self.origins.get((section, key or ""), self.source)
         return f"{origin}: {place}"
@@ -200,12 +177,11 @@ SCHEMA: dict[str, Keys] = {
     "retention": RETENTION_KEYS,
 }
 
-#: Sections whose keys are names chosen by the administrator (C{[publishers]}
-#: too: its keys are projects, read by L{pypid.config.oidc_settings}).
+#: Sections whose keys are names chosen by the administrator.
 FREE_SECTIONS = FREE_SECTIONS | {PUBLISHERS, NAMESPACES}
 
-#: Sections that may appear several times, each with a name after the
-#: prefix (C{[index:NAME]}, C{[upstream:NAME]}): prefix -> their keys.
+#: Sections that may appear several times, each named after the prefix:
+#: prefix -> their keys.
 NAMED_SECTIONS: dict[str, Keys] = {
     INDEX_SECTION: INDEX_KEYS,
     UPSTREAM_SECTION: UPSTREAM_KEYS,
@@ -220,11 +196,7 @@ def _named(section: str) -> tuple[str, str] | None:
 
 
 def parse_override(text: str) -> tuple[str, str, str]:
-    """
-    Parse a C{--set section.key=value} argument into C{(section, key, value)}.
-
-    @raise ValueError: when it is not of that form.
-    """
+    """Parse a C{--set section.key=value} argument into C{(section, key, value)}."""
     name, sep, value = text.partition("=")
     section, dot, key = name.strip().partition(".")
     if not sep or not dot or not section or not key:
@@ -232,22 +204,17 @@ def parse_override(text: str) -> tuple[str, str, str]:
     return section.lower(), key.strip(), value
 
 
-#: What an environment variable of the configuration starts with:
-#: C{PYPID_<SECTION>_<KEY>}, upper case (C{PYPID_AUTH_READ}).
+#: What an environment variable of the configuration starts with.
 ENV_PREFIX = "PYPID_"
 
 
 def environment_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
     """
     C{(section, key, value, variable)} of the variables of C{environ} that
-    name a key of a section of L{SCHEMA} (C{PYPID_PYPID_BASE_URL} is
-    C{[pypid] base_url}). A variable whose section is not one of them
-    (C{PYPID_CONFIG}, say) is not the configuration's and is left alone;
-    one whose section is but whose key is not is returned all the same, so
-    that its name is refused like a misspelt key in the file. C{[users]},
-    C{[groups]} and C{[acl]} come from the file only: their keys are names
-    an environment variable cannot spell faithfully; so do the named
-    sections (C{[index:NAME]}), whose names it cannot spell at all.
+    name a section of L{SCHEMA} (C{PYPID_PYPID_BASE_URL} is C{[pypid]
+    base_url}); an unknown key is returned, to be refused like a misspelt one.
+    The free and named sections come from the file only: a variable's name
+    cannot spell their keys faithfully.
     """
     found: list[tuple[str, str, str, str]] = []
     for variable, value in sorted(environ.items()):
@@ -264,22 +231,17 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
                 listen: Sequence[str] = (), environ: Mapping[str, str] | None = None,
                 text: str | None = None, held: Mapping[str, str] | None = None) -> Config:
     """
-    Read, validate and freeze the configuration: the file is read
-    (L{_read}), the environment and the command line laid over it
-    (L{_overlay}), every key parsed (L{_parse}), and the sections checked
-    against each other and assembled (L{_assemble}).
+    Read, validate and freeze the configuration.
 
     @param path: the INI file, or L{None} for the embedded defaults.
     @param overrides: C{(section, key, value)} triples from C{--set}; they
         win over the file and the environment.
-    @param environ: the process's environment (L{os.environ}), whose
-        C{PYPID_<SECTION>_<KEY>} variables win over the file (see
-        L{environment_overrides}); L{None} for none.
-    @param listen: endpoint strings from C{--listen}; when given they replace
-        C{[pypid] listen}.
+    @param environ: whose C{PYPID_<SECTION>_<KEY>} variables win over the
+        file (L{environment_overrides}); L{None} for none.
+    @param listen: endpoint strings from C{--listen}, replacing C{[pypid] listen}.
     @param text: the file's text, read before (a machine's worker is given
-        the supervisor's); L{None} to read C{path}. Paths in it still mean
-        what they mean beside C{path}.
+        the supervisor's); L{None} to read C{path}, beside which its paths
+        are still read.
     @param held: with C{text}, the other files' texts as read with it
         (L{Config.held}), taken rather than read again.
     @raise ConfigError: naming the file, section and key of the first problem.
@@ -292,8 +254,7 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
     blame = _overlay(parser, path or "<defaults>", overrides, listen, environ)
     parsed = _parse(parser, blame, overrides,
                     None if path is None else os.path.dirname(os.path.abspath(path)))
-    files = dict(held or {})
-    return attrs.evolve(_assemble(parser, parsed, blame, environ, files),
+    return attrs.evolve(_assemble(parser, parsed, blame, environ, dict(held or {})),
                         text=text if path is not None and text is not None else "")
 
 
@@ -309,10 +270,7 @@ def _file_text(path: str) -> str:
 
 
 def _read(path: str | None, text: str | None) -> configparser.ConfigParser:
-    """
-    The INI C{text} of the file at C{path} (none: the embedded defaults
-    alone), as configparser reads it.
-    """
+    """The INI C{text} of the file at C{path} (none: the embedded defaults alone), parsed."""
     parser = configparser.ConfigParser(interpolation=None, strict=True,
                                        empty_lines_in_values=False)
     # (configparser's documented way to keep the keys' case: typeshed
@@ -330,9 +288,9 @@ def _read(path: str | None, text: str | None) -> configparser.ConfigParser:
 @attrs.frozen
 class _Blame:
     """
-    Where each value came from, so that an error names the place to fix:
-    the command line (C{--set}, C{--listen}), the environment, or the file.
-    Called, it is the L{pypid.config.values.Fail} every section's check is given.
+    Where each value came from (the command line, the environment, or the
+    file), so that an error names the place to fix. Called, it is the
+    L{pypid.config.values.Fail} every section's check is given.
     """
 
     source: str
@@ -354,8 +312,8 @@ class _Blame:
                  causes: Iterable[tuple[str, str]] = ()) -> NoReturn:
         """
         Raise the error for C{[section] key}, blamed on the first of that key
-        and C{causes} (other C{(section, key)} pairs the problem involves) that
-        came from the command line, or else on the file.
+        and C{causes} (the other keys involved) that came from the command
+        line, else from the environment, else on the file.
         """
         where = f"[{section}] {key}" if key else f"[{section}]"
         # (a key of [users] is a person's name)
@@ -375,10 +333,7 @@ class _Blame:
 def _overlay(parser: configparser.ConfigParser, source: str,
              overrides: Sequence[tuple[str, str, str]], listen: Sequence[str],
              environ: Mapping[str, str]) -> _Blame:
-    """
-    Lay the environment's variables, then C{--set}, then C{--listen} over
-    the file read into C{parser}, and say where each value came from.
-    """
+    """Lay the environment, then C{--set}, then C{--listen} over the file in C{parser}."""
     file_sections = frozenset(parser.sections())
     from_environment: dict[tuple[str, str], str] = {}
     laid: list[tuple[str, str, str]] = []
@@ -411,15 +366,10 @@ class _Parsed:
 def _parse(parser: configparser.ConfigParser, fail: _Blame,
            overrides: Sequence[tuple[str, str, str]], folder: str | None = None) -> _Parsed:
     """
-    Run every key's parser on its value, or on its default: an unknown
-    section or key, a misnamed section, or a value its parser refuses
-    stops here.
-
-    @param folder: the configuration file's folder, against which a
-        relative path written in the file is read (read against
-        the working directory, a server started from elsewhere served a new,
-        empty index); a default, C{--set} or the environment's value is
-        read against the working directory, as a command line's is.
+    Run every key's parser on its value, or its default: an unknown section
+    or key, a misnamed section, or a value its parser refuses stops here. A
+    relative path written in the file is read in its C{folder} (read in the
+    working directory, a server started elsewhere served a new, empty index).
     """
     named: dict[str, list[str]] = {prefix: [] for prefix in NAMED_SECTIONS}
     sections: dict[str, Keys] = dict(SCHEMA)
@@ -464,33 +414,25 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
 
 
 def _hold_named(values: Values, files: dict[str, str]) -> None:
-    """
-    Hold each file of L{HELD_KEYS} in C{files} as L{text_of} keeps it; the
-    key file only of a server on Google Cloud Storage. One that cannot be
-    read now is left out: the part that uses it says why, naming its key,
-    when it is used.
-    """
+    """Hold each file of L{HELD_KEYS} in C{files}; one unreadable now is refused by its part."""
     for (section, key), path in values.items():
         if key not in HELD_KEYS or not isinstance(path, str) \
                 or (section == "gcs" and values["storage", "backend"] != "gcs"):
             continue
-        try:
+        with suppress(ValueError):
             text_of(path, files, strict=False)
-        except ValueError:
-            pass
 
 
 def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
               environ: Mapping[str, str], files: dict[str, str]) -> Config:
-    """
-    Check the sections against each other (principals, indexes, rules,
-    upstreams, TLS, metrics, the directory, publishers) and freeze the
-    L{Config}; C{files} as L{pypid.config.values.text_of} takes them.
-    """
+    """Check the sections against each other and freeze the L{Config}."""
     values, given, named = parsed.values, parsed.given, parsed.named
 
     def items(section: str) -> list[tuple[str, str]]:
         return parser.items(section) if parser.has_section(section) else []
+
+    def read_section(name: str, cls: Callable[..., _S]) -> _S:
+        return cls(**{key: values[name, key] for key in SCHEMA[name]})
 
     users, groups, rules = read_principals(items, values, fail, files)
     for backend in BACKENDS.values():
@@ -500,7 +442,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
                  for name in named[UPSTREAM_SECTION]}
     indexes = check_indexes(values, given, named[INDEX_SECTION], upstreams, upstream, users,
                             groups, fail)
-    retention = RetentionConfig(**{key: values["retention", key] for key in RETENTION_KEYS})
+    retention = read_section("retention", RetentionConfig)
     check_retention(retention, [(name, index) for name, index in indexes.items()
                                 if not index.view and name != DEFAULT], given, fail)
     acl_keys = [key for key, _ in items("acl")]
@@ -527,10 +469,6 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
                              {name: [str(base) for base in index.bases]
                               for name, index in indexes.items()},
                              {name for name, index in indexes.items() if index.view}, fail)
-
-    def read_section(name: str, cls: Callable[..., _S]) -> _S:
-        return cls(**{key: values[name, key] for key in SCHEMA[name]})
-
     return Config(
         source=fail.source,
         server=read_section("pypid", ServerConfig),

@@ -1,13 +1,10 @@
 """
 The C{[advisories]} section (where the server's security advisories come
-from: L{AdvisoriesConfig}), and the advisory settings of an index:
-C{advisories},
-C{advisory_severity} and C{advisory_waive}, in C{[pypid]} for the default
-index (and as every named index's default) and in C{[index:NAME]}.
-
-Each key is checked on its own at load, so that a wrong value is refused
-with the section and key named; L{AdvisoryKeys} puts the three together as
-the L{pypid.core.security.advisories.AdvisoryRules} an index acts by.
+from: L{AdvisoriesConfig}), and an index's rule keys, in C{[pypid]} for the
+default index (and as every named index's default) and in C{[index:NAME]}:
+its advisory settings (L{AdvisoryKeys}, which make the
+L{pypid.core.security.advisories.AdvisoryRules} it acts by) and its upload
+rules (L{UploadKeys}).
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ from pypid.config.values import (
     is_loopback_host,
     parse_optional_path,
 )
+from pypid.core.access.upload_rules import UploadRules, parse_projects
 from pypid.core.security.advisories import (
     MODES,
     SEVERITIES,
@@ -46,10 +44,7 @@ def parse_severity(value: str) -> str | None:
 
 
 def parse_waive(value: str) -> tuple[str, ...]:
-    """
-    The waivers: C{project==version} releases and advisory identifiers,
-    separated by spaces, commas or lines.
-    """
+    """The waivers: C{project==version} releases and advisory identifiers."""
     entries = tuple(e for e in re.split(r"[\s,]+", value) if e)
     try:
         AdvisoryRules.parse("off", "", entries)
@@ -66,13 +61,18 @@ ADVISORY_RULE_KEYS: Keys = {
     "advisory_waive": ("", parse_waive),
 }
 
+#: The same of the upload rules.
+UPLOAD_RULE_KEYS: Keys = {
+    "allow_tag_mismatch": ("", parse_projects),
+}
+
 
 @attrs.frozen
 class AdvisoryKeys:
     """
     The three keys as C{[pypid]} (L{pypid.config.server_settings.ServerConfig})
     and C{[index:NAME]} (L{pypid.config.index_settings.IndexConfig}) both
-    hold them, and the L{AdvisoryRules} they make.
+    hold them.
     """
 
     #: C{off}, C{warn}, C{hide} or C{deny}: the key C{advisories}, named
@@ -90,14 +90,27 @@ class AdvisoryKeys:
                                    self.advisory_waive)
 
 
+@attrs.frozen(slots=False)
+class UploadKeys:
+    """
+    The upload keys as C{[pypid]} and C{[index:NAME]} hold them (not slotted, as RetentionKeys).
+    """
+
+    #: the projects (names and globs) whose wheels' C{WHEEL} Tag lines
+    #: may differ from their filename's tags
+    allow_tag_mismatch: tuple[str, ...] = attrs.field(default=(), kw_only=True)
+
+    @property
+    def upload_rules(self) -> UploadRules:
+        """What the index lets through of its uploads."""
+        return UploadRules(self.allow_tag_mismatch)
+
+
 # -- [advisories]: where the advisories come from ------------------------------
 
 
 def parse_advisory_url(value: str) -> str | None:
-    """
-    The URL of an archive of OSV records: HTTPS, or plain HTTP to a
-    loopback address only (a local mirror, the tests); L{None} when empty.
-    """
+    """The URL of a zip of OSV records: HTTPS, or plain HTTP to loopback only; L{None} if empty."""
     value = value.strip()
     if not value:
         return None
@@ -125,11 +138,7 @@ def parse_refresh(value: str) -> float:
 
 @attrs.frozen
 class AdvisoriesConfig:
-    """
-    The C{[advisories]} section: where the server's security advisories
-    come from; what each index does about them is its own
-    C{advisories} key.
-    """
+    """The C{[advisories]} section: where the server's security advisories come from."""
 
     #: a folder or a zip of OSV records (L{None}: none)
     path: str | None = None

@@ -1,11 +1,8 @@
 """
 The C{[auth]}, C{[users]}, C{[groups]} and C{[acl]} sections: who may read
 and upload, the users (with those of an htpasswd file), their groups, the
-admins and the per-project rules.
-
-C{[users]}, C{[groups]} and C{[acl]} have no fixed keys: their keys are the
-names the administrator chooses.  L{read_principals} reads them and checks
-every name they and C{[auth] admins} mention against the others.
+admins and the per-project rules. The last three have no fixed keys: their
+keys are the names the administrator chooses (L{read_principals}).
 """
 
 from __future__ import annotations
@@ -46,12 +43,16 @@ class AuthConfig:
     #: bits of an IPv6 address the login throttle counts as one client
     #: (L{pypid.auth.throttle.counted_client})
     throttle_ipv6_prefix: int = IPV6_PREFIX
-    #: where the browser sessions are kept (L{pypid.core.access.sessions}; mode
-    #: 0600); L{None}: C{sessions.json} beside the snapshot
+    #: where the browser sessions are kept (mode 0600); L{None}:
+    #: C{sessions.json} beside the snapshot
     sessions: str | None = None
     #: seconds a browser session lasts unused, and at most
     session_idle: float = 30 * 60.0
     session_lifetime: float = 12 * 3600.0
+
+
+#: What a user or group name is made of, for a person.
+NAME_CHARACTERS = "1 to 64 letters, digits, '.', '_', '@' or '-'"
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -59,7 +60,7 @@ def _names(value: str) -> tuple[str, ...]:
     names = tuple(value.split())
     for name in names:
         if not USER_NAME.match(name):
-            raise ValueError(f"{name!r}: a name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
+            raise ValueError(f"{name!r}: a name is {NAME_CHARACTERS}")
     return names
 
 
@@ -69,7 +70,7 @@ def _admins(value: str) -> tuple[str, ...]:
     for admin in admins:
         if not USER_NAME.match(admin.removeprefix("group:")):
             raise ValueError(f"{admin!r}: an admin is a user name or group:NAME, a name being "
-                             "1 to 64 letters, digits, '.', '_', '@' or '-'")
+                             f"{NAME_CHARACTERS}")
     return admins
 
 
@@ -92,23 +93,18 @@ FREE_SECTIONS = {"users", "groups", "acl"}
 
 def _user(name: str, value: str) -> str:
     if not USER_NAME.match(name):
-        raise ValueError("a user name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
+        raise ValueError(f"a user name is {NAME_CHARACTERS}")
     parse_hash(value.strip())
     return value.strip()
 
 
 #: What a principal is, for a person (C{[acl]}'s grants, an index's C{read}).
 PRINCIPAL_FORMS = ("a principal is everyone, authenticated, user:NAME or group:NAME, a name "
-                   "being 1 to 64 letters, digits, '.', '_', '@' or '-'")
+                   f"being {NAME_CHARACTERS}")
 
 
 def parse_principals(value: str) -> tuple[str, ...]:
-    """
-    Read principals separated by spaces, commas or lines (C{group:dev,
-    user:ci}), as C{[acl]} spells them, without repeats.
-
-    @raise ValueError: naming the first that is not one.
-    """
+    """Principals (C{group:dev, user:ci}) as C{[acl]} spells them, without repeats."""
     principals: list[str] = []
     for principal in value.replace(",", " ").split():
         kind, colon, name = principal.partition(":")
@@ -121,23 +117,13 @@ def parse_principals(value: str) -> tuple[str, ...]:
 
 
 def groups_from_outside(values: Values) -> bool:
-    """
-    Whether people may bring groups pypid's configuration does not list:
-    a directory's (C{[ldap] url}) or a single sign-on provider's
-    (C{[sso] issuer}), which only they know; a C{group:NAME} that
-    C{[groups]} does not define is then taken as one of theirs.
-    """
+    """Whether a group C{[groups]} does not define may be a directory's or an SSO provider's."""
     return bool(values.get(("ldap", "url"))) or values.get(("sso", "issuer")) is not None
 
 
 def check_principal(principal: str, users: Mapping[str, str],
                     groups: Mapping[str, frozenset[str]], directory: bool) -> None:
-    """
-    Check that the user or group a principal names exists: in C{[users]},
-    or in C{[groups]} (or, with a C{directory}, possibly in the directory).
-
-    @raise ValueError: naming the principal and what is missing.
-    """
+    """Check that the user or group a principal names exists (a group maybe in the C{directory})."""
     kind, _, who = principal.partition(":")
     if kind == "user" and who not in users:
         raise ValueError(f"{principal}: {who!r} is not a user of [users]")
@@ -148,17 +134,9 @@ def check_principal(principal: str, users: Mapping[str, str],
 def read_principals(items: Items, values: Values, fail: Fail, files: dict[str, str]
                     ) -> tuple[dict[str, str], dict[str, frozenset[str]], list[Rule]]:
     """
-    Read C{[users]} (and C{[auth] htpasswd}'s file), C{[groups]} and C{[acl]},
+    Read C{[users]} (with C{[auth] htpasswd}'s file), C{[groups]} and C{[acl]},
     each name checked against the others and C{[auth] admins} against the
-    users, and return C{(users, groups, rules)}.
-
-    @param files: the texts of files read with the configuration, by path:
-        the htpasswd file's is taken from there when it is, else read and
-        added (a machine's worker is given its supervisor's).
-
-    With a directory (C{[ldap] url}) or a provider (C{[sso] issuer}), a
-    C{group:NAME} that C{[groups]} does not define is one of theirs
-    (L{groups_from_outside}).
+    users; return C{(users, groups, rules)}.
     """
     directory = groups_from_outside(values)
     users: dict[str, str] = {}
@@ -189,8 +167,7 @@ def read_principals(items: Items, values: Values, fail: Fail, files: dict[str, s
     for name, value in items("groups"):
         try:
             if not USER_NAME.match(name):
-                raise ValueError("a group name is 1 to 64 letters, digits, '.', '_', "
-                                 "'@' or '-'")
+                raise ValueError(f"a group name is {NAME_CHARACTERS}")
             members = _names(value)
             for member in members:
                 if member not in users:
@@ -220,9 +197,9 @@ def read_principals(items: Items, values: Values, fail: Fail, files: dict[str, s
 
 def _refused_users(refused: list[tuple[str, str]]) -> str:
     """
-    The one message of several users of C{[users]} refused (C{(name,
-    message)}, a message being what is wrong, then C{; } and what to do):
-    each user with what is wrong, then each remedy once.
+    The one message of several users refused, C{(name, message)} (what is
+    wrong, then C{; } and what to do): each user with what is wrong, then
+    each remedy once.
     """
     listed = []
     remedies: dict[str, None] = {}

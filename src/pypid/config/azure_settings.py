@@ -2,9 +2,6 @@
 The C{[azure]} section: the storage account, container and credentials
 of the Azure Blob Storage backend, and (as every store's section:
 L{pypid.config.bucket_settings}) how its bucket is worked.
-
-L{check_azure} checks the keys against each other and against
-C{[storage] backend} and C{[pypid] max_upload_size}.
 """
 
 from __future__ import annotations
@@ -30,12 +27,7 @@ MAX_BLOCKS = 50_000
 
 @attrs.frozen
 class AzureConfig(BucketConfig):
-    """
-    The C{[azure]} section: where and how the Azure backend keeps packages.
-
-    Always present, holding the defaults when C{[storage] backend} is not
-    C{azure}. C{account_key} and C{sas_token} never appear in its C{repr}.
-    """
+    """The C{[azure]} section (its defaults when C{[storage] backend} is another)."""
 
     account: str
     container: str
@@ -114,7 +106,7 @@ AZURE_KEYS: Keys = {
 
 
 def check_azure(values: Values, fail: Fail) -> None:
-    """Check the C{[azure]} keys against each other (and C{[storage] backend})."""
+    """Check the C{[azure]} keys against each other and the other sections."""
     backend = ("storage", "backend")
     if values[backend] == "azure":
         for key, what in (("account", "the storage account's name"),

@@ -29,9 +29,8 @@ from pypid.core.util.units import parse_duration
 class BucketConfig:
     """
     What every store's section says, whatever the cloud (L{BUCKET_KEYS}, and
-    its endpoint): the keys L{pypid.storage.bucket.storage.BucketSettings}
-    reads. Each cloud's section adds its own keys, its bucket among them,
-    and says where the bucket is for the start log and the tools' checks.
+    its endpoint). Each cloud's section adds its own keys, its bucket among
+    them, and says where the bucket is.
     """
 
     endpoint_url: str | None
@@ -97,7 +96,6 @@ def _check_rate(value: str) -> float:
         raise ValueError(f"expected a number of requests a second from 0 (no cap) to "
                          f"{_MAX_CHECK_RATE:g}, such as 10 or 2.5")
     return rate
-
 
 
 #: key -> (default, parser): the keys of every store's section.

@@ -1,13 +1,8 @@
 """
 The C{[gcs]} section: the bucket and credentials of the Google Cloud
-Storage backend, and (as every store's section:
-L{pypid.config.bucket_settings}) how its bucket is worked.
-
-L{check_gcs} checks the keys against each other and against C{[storage]
-backend}. C{anonymous} (no token: an emulator's) is refused at Google's
-own endpoint, any host of C{googleapis.com}. pypid does not read
-C{STORAGE_EMULATOR_HOST}, as Google's client libraries do: an emulator
-is named by the file, in one place, never by the environment.
+Storage backend, and how its bucket is worked. pypid does not read
+C{STORAGE_EMULATOR_HOST}, as Google's client libraries do: an emulator is
+named by the file, in one place, never by the environment.
 """
 
 from __future__ import annotations
@@ -32,11 +27,7 @@ GOOGLE = "https://storage.googleapis.com"
 
 @attrs.frozen
 class GCSConfig(BucketConfig):
-    """
-    The C{[gcs]} section: where and how the Google Cloud Storage backend
-    keeps packages. Always present, holding the defaults when C{[storage]
-    backend} is not C{gcs}.
-    """
+    """The C{[gcs]} section (its defaults when C{[storage] backend} is another)."""
 
     bucket: str
     credentials_file: str | None

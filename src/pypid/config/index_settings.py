@@ -1,17 +1,11 @@
 """
 The C{[index:NAME]} sections: several indexes on one server.
 
-A hosted index takes uploads and may inherit the projects of its C{bases}
-(other indexes, and upstreams spelt C{upstream:NAME}); a view (C{view =
-yes}) takes none and shows its bases through filters (an age cooldown, a
-date snapshot, project globs, pre-releases and yanked files hidden).
-C{[index:default]} may only say who reads and uploads at today's URLs.
-
-Everything that can be wrong between the sections (a base that names
-nothing, a cycle, a view with uploads, a filter on a hosted index, a name
-that would shadow a route) is refused here, at start-up, with one line
-naming the file, the section and the key, rather than silently ignored:
-an administrator who wrote C{min_age} on a hosted index believes it holds.
+A hosted index takes uploads and may inherit the projects of its C{bases};
+a view (C{view = yes}) takes none and shows its bases through filters.
+Everything that can be wrong between the sections is refused at start-up,
+never silently ignored: an administrator who wrote C{min_age} on a hosted
+index believes it holds.
 """
 
 from __future__ import annotations
@@ -22,10 +16,14 @@ from datetime import UTC, datetime
 
 import attrs
 
-from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
+from pypid.config.advisory_settings import (
+    ADVISORY_RULE_KEYS,
+    UPLOAD_RULE_KEYS,
+    AdvisoryKeys,
+    UploadKeys,
+)
 from pypid.config.auth_settings import check_principal, groups_from_outside, parse_principals
 from pypid.config.retention_settings import RETENTION_RULE_KEYS, RetentionKeys
-from pypid.config.upload_settings import UPLOAD_RULE_KEYS, UploadKeys
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean, parse_globs
 from pypid.core.access.access_rules import Rule
@@ -41,15 +39,7 @@ from pypid.core.indexes.index_names import (
 
 @attrs.frozen
 class IndexConfig(AdvisoryKeys, RetentionKeys, UploadKeys):
-    """
-    One C{[index:NAME]} section, its defaults filled in (its advisory keys,
-    L{AdvisoryKeys}, by default C{[pypid]}'s; its retention keys,
-    L{RetentionKeys}, by default C{[retention]}'s).
-
-    Who may read and upload are principals as C{[acl]} spells them
-    (C{everyone}, C{authenticated}, C{user:NAME}, C{group:NAME}); admins
-    may always do both.
-    """
+    """One C{[index:NAME]} section, its defaults filled in; admins may always read and upload."""
 
     name: str
     #: Whether it is a view: read-only, built from its bases through filters.
@@ -105,8 +95,8 @@ def _bases(value: str) -> tuple[BaseRef, ...]:
     return tuple(bases)
 
 
-#: key -> (default, parser).  C{read} and C{upload} have no default text:
-#: theirs depend on C{[auth]} and on C{view} (L{check_indexes} fills them).
+#: key -> (default, parser). C{read}'s and C{upload}'s defaults depend on
+#: C{[auth]} and on C{view} (L{check_indexes} fills them).
 INDEX_KEYS: Keys = {
     "view": ("no", parse_boolean),
     "bases": ("", _bases),
@@ -126,9 +116,12 @@ INDEX_KEYS: Keys = {
 #: The keys only a view takes: filters over what its bases list.
 VIEW_KEYS = ("min_age", "as_of", "include", "exclude", "prereleases", "yanked")
 
-#: The keys C{[index:default]} takes (Q2 of the design: its composition
-#: stays today's).
+#: The keys C{[index:default]} takes (its composition stays today's).
 DEFAULT_KEYS = ("read", "upload")
+
+#: The keys an index takes, by default, from another section: the default index's.
+_INHERITED = ((ADVISORY_RULE_KEYS, "pypid"), (UPLOAD_RULE_KEYS, "pypid"),
+              (RETENTION_RULE_KEYS, "retention"))
 
 #: What the sections of indexes and of upstreams start with.
 INDEX_SECTION = "index:"
@@ -141,13 +134,8 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
                   fail: Fail) -> dict[str, IndexConfig]:
     """
     Check the C{[index:NAME]} sections against each other and the rest, and
-    return their L{IndexConfig}s by name, in file order.
-
-    @param given: the C{(section, key)} pairs the file (or the command line)
-        sets, as opposed to defaults.
-    @param default_upstream: C{[upstream]} (C{upstream:default}).
-    @param users: the users, for C{user:NAME} principals (C{groups} for
-        C{group:NAME} ones).
+    return their L{IndexConfig}s by name, in file order (C{given}: the keys
+    given, as opposed to defaults).
     """
     names = list(indexes)
     directory = groups_from_outside(values)
@@ -179,24 +167,18 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
         found[name] = IndexConfig(
             name=name, view=view, bases=bases, read=read, upload=upload,
             **{key: values[section, key] for key in VIEW_KEYS},
-            **{key: values[section if (section, key) in given else "pypid", key]
-               for key in ADVISORY_RULE_KEYS},
-            **{key: values[section if (section, key) in given else "retention", key]
-               for key in RETENTION_RULE_KEYS},
-            **{key: values[section if (section, key) in given else "pypid", key]
-               for key in UPLOAD_RULE_KEYS})
+            **{key: values[section if (section, key) in given else home, key]
+               for keys, home in _INHERITED for key in keys})
     _check_cycles(found, fail)
     return found
 
 
 def _check_default(section: str, given: Set[tuple[str, str]], fail: Fail) -> None:
     """C{[index:default]} takes only read and upload: its other keys live in their sections."""
-    for key in (*ADVISORY_RULE_KEYS, *UPLOAD_RULE_KEYS):
-        if (section, key) in given:
-            fail(section, key, f"the default index's {key} is set in [pypid]")
-    for key in RETENTION_RULE_KEYS:
-        if (section, key) in given:
-            fail(section, key, f"the default index's {key} is set in [retention]")
+    for keys, home in _INHERITED:
+        for key in keys:
+            if (section, key) in given:
+                fail(section, key, f"the default index's {key} is set in [{home}]")
     for key in INDEX_KEYS:
         if key not in DEFAULT_KEYS and (section, key) in given:
             fail(section, key, "the default index takes only read and upload: it "
@@ -275,16 +257,10 @@ def check_read_through(indexes: Mapping[str, IndexConfig], rules: Sequence[Rule]
                        default_read: str, fail: Fail) -> None:
     """
     Refuse an index that reads a hosted index whose readers it does not
-    cover: a base's files are served through every index whose
-    bases lead to it, under that index's grant, so whoever may read the
-    index must be allowed to read each hosted index it reads through (its
-    C{read} grant covers the index's, and no C{[acl]} rule kept to the base
-    restricts a project the index does not restrict alike). A base hidden
-    from some of an index's readers would otherwise be shown to them.
-    Admins read everything; an upstream is read by whoever reads the index.
-
-    @param rules: the C{[acl]} rules, whose keys (for the message) are C{acl_keys}.
-    @param default_read: C{[auth] read}, the read grant of an index without its own.
+    cover: a base's files are served through every index whose bases lead to
+    it, under that index's grant, so its C{read} grant must cover the index's,
+    and no C{[acl]} rule kept to the base may restrict a project the index
+    does not restrict alike. Admins read everything.
     """
     def reads(name: str) -> tuple[str, ...]:
         index = indexes.get(name)
@@ -326,9 +302,8 @@ def check_read_through(indexes: Mapping[str, IndexConfig], rules: Sequence[Rule]
 def _covers(grant: Iterable[str], principal: str, groups: Mapping[str, frozenset[str]]) -> bool:
     """
     Whether every client C{principal} stands for is among those C{grant}
-    admits (as far as the configuration tells: a directory's groups are
-    not known before a login, so such a group is covered by its own name
-    alone).
+    admits (a directory's group, unknown before a login, is covered by its
+    own name alone).
     """
     granted = set(grant)
     if "everyone" in granted or principal in granted:

@@ -1,13 +1,7 @@
 """
 The C{[ldap]} section: the directory (OpenLDAP, Active Directory) whose
 users may log in beside those of C{[users]}, and whose groups are pypid
-groups.
-
-Without C{url} there is no directory, and the other keys must stay unset.
-L{check_ldap} holds the rules that keep a directory password off the
-network in clear (C{ldap://} to another host needs StartTLS) and that keep
-a service account from binding with an empty password (an LDAP
-"unauthenticated bind", which servers answer as anonymous).
+groups. Without C{url} there is none, and the other keys must stay unset.
 """
 
 from __future__ import annotations
@@ -65,9 +59,8 @@ class LDAPConfig:
         if not self.url:
             return None
         key = f"ldap {' '.join(str(server) for server in self.url)} {self.user_base}"
-        # (how a name finds its entry: another filter or attribute may make
-        # the same name another person; named only when not the defaults,
-        # so the key of a configuration that keeps them is what it was)
+        # (another filter or attribute may make the same name another person;
+        # named only when not the defaults, so that a key stays what it was)
         if (self.user_filter, self.user_name_attribute) != ("(uid={user})", "uid"):
             key += f" filter={self.user_filter} name={self.user_name_attribute}"
         return key
@@ -134,12 +127,13 @@ LDAP_KEYS: Keys = {
     "cache_ttl": ("5m", _cache_ttl),
 }
 
+
 def check_ldap(values: Values, fail: Fail) -> None:
     """
-    Check C{[ldap]} as a whole: without C{url}, nothing else is set; with
-    it, C{user_base} is, the filters are filters with their placeholders
-    inside values, a service account has a password, and no password
-    would cross the network unencrypted.
+    Check C{[ldap]} as a whole: without C{url}, nothing else is set; with it,
+    C{user_base} is, the filters hold their placeholders, a service account
+    has a password (a bind with an empty one is an "unauthenticated bind",
+    answered as anonymous), and no password crosses the network unencrypted.
     """
     servers = values["ldap", "url"]
     if not servers:

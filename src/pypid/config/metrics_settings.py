@@ -1,11 +1,10 @@
 """
 The C{[metrics]} section: who may scrape C{/metrics}.
 
-By default only this machine (loopback addresses): the metrics tell how
-busy the server is, what it holds and how its storage behaves, which is
-for its operators. C{allow} replaces that list of addresses or networks
-(a Prometheus server on another host), and C{group} lets the users of a
-group in with their credentials (a Prometheus C{basic_auth}, or a token).
+By default only this machine: the metrics tell how busy the server is, what
+it holds and how its storage behaves, which is for its operators. C{allow}
+replaces that list of addresses or networks, and C{group} lets the users of
+a group in with their credentials.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from pypid.config.auth_settings import groups_from_outside
+from pypid.config.auth_settings import NAME_CHARACTERS, groups_from_outside
 from pypid.config.values import Fail, Keys, Values
 from pypid.core.access.addresses import client_ip
 from pypid.core.access.credential_syntax import USER_NAME
@@ -25,10 +24,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_networks(value: str) -> tuple[Network, ...]:
-    """
-    Whitespace-separated IP addresses or networks (C{10.0.0.0/8},
-    C{2001:db8::/32}, C{192.0.2.7}) as L{ipaddress} networks.
-    """
+    """Whitespace-separated IP addresses or networks (C{10.0.0.0/8}, C{2001:db8::/32})."""
     networks: list[Network] = []
     for word in value.split():
         try:
@@ -58,8 +54,7 @@ def _group(value: str) -> str | None:
     if not value:
         return None
     if not USER_NAME.match(value):
-        raise ValueError(f"{value!r}: a group name is 1 to 64 letters, digits, '.', '_', '@' "
-                         "or '-'")
+        raise ValueError(f"{value!r}: a group name is {NAME_CHARACTERS}")
     return value
 
 
@@ -71,11 +66,7 @@ METRICS_KEYS: Keys = {
 
 
 def check_metrics(values: Values, groups: Mapping[str, frozenset[str]], fail: Fail) -> None:
-    """
-    C{[metrics] group} must be a group of C{[groups]}, or, with a directory
-    or a provider, may be one of their groups, which only they know
-    (L{pypid.config.auth_settings.groups_from_outside}).
-    """
+    """C{[metrics] group} must be a group of C{[groups]}, or one from outside."""
     group = values["metrics", "group"]
     if group is not None and group not in groups and not groups_from_outside(values):
         known = ", ".join(sorted(groups)) or "none"
@@ -88,10 +79,6 @@ def address_allowed(networks: Iterable[Network], host: str | None) -> bool:
     IPv4 client seen through an IPv6 socket (C{::ffff:127.0.0.1}) counts as
     its IPv4 address.
     """
-    if host is None:
-        return False
-    address = client_ip(host)
-    if address is None:
-        return False
-    return any(address.version == network.version and address in network
-               for network in networks)
+    address = None if host is None else client_ip(host)
+    return address is not None and any(
+        address.version == network.version and address in network for network in networks)

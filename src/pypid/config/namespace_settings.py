@@ -1,9 +1,7 @@
 """
-The C{[namespaces]} section (PEP 752's grants): a line per
-namespace, in the style of C{[acl]} (C{acme = group:platform},
-C{release/acme = user:bob hidden}), each checked on its own (the owners
-exist, the index is one of the server's hosted indexes) and against the
-others (L{pypid.core.indexes.namespaces.NamespaceGrants.of}).
+The C{[namespaces]} section (PEP 752's grants): a line per namespace, in
+the style of C{[acl]} (C{acme = group:platform}, C{release/acme = user:bob
+hidden}), each checked on its own and against the others.
 """
 
 from __future__ import annotations
@@ -22,12 +20,7 @@ NAMESPACES = "namespaces"
 def read_namespaces(items: Items, users: Mapping[str, str],
                     groups: Mapping[str, frozenset[str]], directory: bool,
                     hosted: list[str], fail: Fail) -> NamespaceGrants:
-    """
-    The grants of C{[namespaces]}.
-
-    @param hosted: the names of the hosted indexes (the default's too).
-    @raise pypid.config.errors.ConfigError: through C{fail}, naming the line.
-    """
+    """The grants of C{[namespaces]}, in the C{hosted} indexes (the default's too)."""
     grants: list[Grant] = []
     for key, value in items(NAMESPACES):
         try:
@@ -47,7 +40,6 @@ def read_namespaces(items: Items, users: Mapping[str, str],
         return NamespaceGrants.of(grants)
     except InvalidGrant as e:
         fail(NAMESPACES, None, str(e))
-    raise AssertionError("unreachable")  # (fail raises)
 
 
 def check_namespaces_through(items: Items, grants: NamespaceGrants,
@@ -55,20 +47,12 @@ def check_namespaces_through(items: Items, grants: NamespaceGrants,
                              fail: Fail) -> None:
     """
     Refuse a grant in force in one of the hosted indexes an index reads
-    (itself, or one it reads through its bases, a view's too) that another
-    of them does not hold for the same owners: anyone who may
-    upload to that other index could make a project in the namespace
-    there, and the index would serve it among the owners' own (as theirs,
-    C{"owned": true}, where the grant is in force; a release of a name the
-    owners also publish joining theirs, wherever). It is shaped as the
-    check of read grants through bases
-    (L{pypid.config.index_settings.check_read_through}).
+    (through its bases too) that another of them does not hold for the same
+    owners: anyone who may upload to that other index could make a project in
+    the namespace there, and the index would serve it among the owners' own.
+    Shaped as L{pypid.config.index_settings.check_read_through}.
 
-    @param bases: each index's bases, by name (C{upstream:NAME} for an
-        upstream, never asked for a namespace).
-    @param views: the names of the indexes that are views.
-    @raise pypid.config.errors.ConfigError: through C{fail}, naming the
-        grant's line, the index, and the index that does not hold it.
+    @param bases: each index's bases, by name.
     """
     lines = {}
     for key, value in items(NAMESPACES):

@@ -1,14 +1,9 @@
 """
 The C{[oidc]} and C{[publishers]} sections: trusted publishing, where a CI
-job trades its CI system's OIDC ID token for a short-lived upload token
-(L{pypid.auth.oidc}).
-
-C{[oidc]} names the issuers pypid trusts and the audience their tokens
-must be for; C{[publishers]} has no fixed keys: each key is a project name
-or glob, its value the publishers (one per line) that may upload to it:
+job trades its OIDC ID token for a short-lived upload token
+(L{pypid.auth.oidc}). C{[publishers]}' keys are project names or globs,
+its values the publishers that may upload to them:
 C{acme-* = issuer:github repository:acme/widgets environment:release}.
-L{read_publishers} reads it, each rule's issuer checked against
-C{[oidc] issuers}.
 """
 
 from __future__ import annotations
@@ -41,8 +36,8 @@ class OIDCConfig:
 
     #: the C{aud} a token must be for
     audience: str = "pypid"
-    #: C{((name, url), ...)}: the issuers trusted, as their tokens' C{iss} say them
-    #: C{(name, url)} in file order
+    #: the issuers trusted, C{(name, url)} in file order, the URL as their
+    #: tokens' C{iss} say it
     issuers: tuple[tuple[str, str], ...] = ()
     #: the CA certificates the issuers' HTTPS is checked against, or L{None}
     #: for C{[pypid] ca_bundle} (itself the system's roots when empty)
@@ -105,15 +100,7 @@ OIDC_KEYS: Keys = {
 
 
 def read_publishers(items: Items, values: Values, fail: Fail) -> list[PublisherRule]:
-    """
-    Read C{[publishers]}: every rule's pattern normalized like C{[acl]}'s,
-    its issuer one of C{[oidc] issuers}.
-
-    @param items: C{items(section)} gives a free section's C{(key, value)} pairs.
-    @param values: the parsed C{(section, key) -> value} of the fixed sections.
-    @param fail: C{fail(section, key, message)} raises the configuration error.
-    @return: the L{pypid.core.access.publishers.PublisherRule}s in file order.
-    """
+    """Read C{[publishers]}, each rule's issuer one of C{[oidc] issuers}."""
     names = [name for name, _url in values["oidc", "issuers"]]
     rules = []
     for order, (pattern, value) in enumerate(items(PUBLISHERS)):

@@ -1,32 +1,25 @@
 """
-What C{SIGHUP} does with each key of the configuration: one rule
-for every key, so that a reload and a restart never mean two things.
+What C{SIGHUP} does with each key of the configuration: one rule for
+every key, so that a reload and a restart never mean two things.
 
-Every key the parser knows (L{pypid.config.SCHEMA}, the named sections'
-L{pypid.config.NAMED_SECTIONS}, and the sections of names chosen by the
-administrator) is in L{HOW}, as L{RELOAD} or L{RESTART}:
+Every key the parser knows is in L{HOW} (a test holds the table to the
+parser's own list), as L{RELOAD} or L{RESTART}:
 
   - L{RELOAD}: the parts of the daemon take it in full at C{SIGHUP}, so
-    the server is then as a restart with the same file leaves it (the
-    parts' own checks may still refuse a value: a hosted index's bases,
-    C{[namespaces]} on a server with an upstream, see
-    L{pypid.state.index_reload});
+    the server is then as a restart with the same file leaves it;
   - L{RESTART}: the server builds something of it once, as it starts (a
-    listener, a storage, a thread pool, an upstream's cache): a reload
-    whose file changes it is refused whole, naming the key and saying
-    "restart", never taken in part with the key quietly left as it was.
-
-A new key that is in neither is a failure of the test that holds this
-table to the parser's own list (C{tests/unit/config/test_reloading.py}).
+    listener, a storage, an upstream's cache): a reload whose file changes
+    it is refused whole, naming the key and saying "restart", never taken
+    in part with the key quietly left as it was.
 
 Files a key names follow the table by their names; their contents are
 read with the configuration (L{pypid.config.Config.held}) and taken at a
 reload as each part takes them: the C{[tls]} files, the htpasswd file, an
-upstream's password or token file, C{[ldap] ca_bundle} and the webhooks'
-bundles at every reload; the token file only when its path changed (the
-book in memory is what the daemon wrote); the C{[oidc]} and C{[sso]}
-bundles only when their settings changed. The files of L{START_FILES}
-only a start takes, as their keys (L{held_as_started}).
+upstream's secret files, C{[ldap] ca_bundle} and the webhooks' bundles at
+every reload; the token file only when its path changed (the book in
+memory is what the daemon wrote); the C{[oidc]} and C{[sso]} bundles only
+when their settings changed; the files of L{START_FILES} only at a start
+(L{held_as_started}).
 """
 
 from __future__ import annotations
@@ -53,11 +46,10 @@ def _all(how: str, keys: str) -> dict[str, str]:
     return dict.fromkeys(keys.split(), how)
 
 
-#: An upstream's keys (C{[upstream]} and every C{[upstream:NAME]}): who
-#: pypid says it is (the credentials, read again at each reload) and where
-#: its files may come from are taken; the rest builds its cache and client
-#: at start-up. C{private} is among them: a name made private must not seem
-#: protected while the cache still holds it, so it is refused, not ignored.
+#: An upstream's keys: who pypid says it is (the credentials, read again at
+#: each reload) and where its files may come from are taken; the rest builds
+#: its cache and client at start-up. C{private} is among those: a name made
+#: private must not seem protected while the cache still holds it.
 _UPSTREAM = {
     **_all(RESTART, "mode url ttl offline private merge min_age min_age_exempt timeout "
            "max_page_size max_page_files page_cache_size max_file_size max_downloads "
@@ -120,12 +112,7 @@ HOW: Mapping[str, Mapping[str, str]] = {
 
 
 def how(section: str, key: str) -> str:
-    """
-    What C{SIGHUP} does with C{[section] key} (a named section by its
-    prefix: C{index:prod} is C{index:}).
-
-    @raise KeyError: for a key the table does not know.
-    """
+    """What C{SIGHUP} does with C{[section] key} (C{index:prod} by its prefix)."""
     if ":" in section:
         section = section.partition(":")[0] + ":"
     keys = HOW[section]
@@ -136,9 +123,8 @@ def needs_restart(before: Mapping[tuple[str, str], object],
                   after: Mapping[tuple[str, str], object]) -> list[tuple[str, str]]:
     """
     The C{(section, key)} of L{RESTART} keys whose parsed values differ
-    between two readings of the configuration (a key of a section that
-    only one of them has is the business of what adds or removes such a
-    section: L{pypid.state.index_reload}), in the order of C{after}.
+    between two readings (a section only one has is the business of
+    L{pypid.state.index_reload}).
     """
     return [(section, key) for (section, key), value in after.items()
             if (section, key) in before and before[section, key] != value
@@ -147,12 +133,9 @@ def needs_restart(before: Mapping[tuple[str, str], object],
 
 def refuse_restart_keys(before: Config, after: Config) -> None:
     """
-    One meaning for a change, in one process and in a machine's check
-    (L{pypid.daemon.reload_check}): a key only a restart takes, changed,
-    refuses the whole reload, naming it.
-
-    @raise StartupError: naming the keys (also as its C{named}, which a
-        refused reload's event may carry) and saying "restart".
+    A key only a restart takes, changed, refuses the whole reload, in one
+    process and in a machine's check (L{pypid.daemon.reload_check}): a
+    L{StartupError} naming the keys (also as its C{named}).
     """
     changed = needs_restart(before.keys, after.keys)
     if changed:
@@ -171,11 +154,9 @@ START_FILES = frozenset({("pypid", "ca_bundle"), ("gcs", "credentials_file"),
 
 def held_as_started(before: Config, after: Config) -> Config:
     """
-    C{after} (a configuration read at a reload), holding the files of
-    L{START_FILES} as C{before} (the one in force) held them, where the key
-    names the same file and no key a reload takes names it too: what
-    runs uses the file as the start read it, and so does a worker started
-    again after the reload, whatever was written to it since.
+    C{after} (read at a reload), holding the files of L{START_FILES} as
+    C{before} held them where the key names the same file and no key a reload
+    takes names it too: a worker started again uses the file as the start read it.
     """
     taken = {value for (section, key), value in after.keys.items()
              if isinstance(value, str) and (section, key) not in START_FILES

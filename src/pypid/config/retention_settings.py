@@ -1,21 +1,8 @@
 """
-The C{[retention]} section: how long a removed file stays in
-the recycle bin, the rules a cleanup removes hosted releases by, and
-when a cleanup runs by itself.
-
-Its keys but C{schedule} are the default index's, and every named hosted
-index's unless its C{[index:NAME]} section sets them (as C{[pypid]}'s
-advisory keys are: L{pypid.config.advisory_settings.AdvisoryKeys}). A
-view holds no files, and takes none of them.
-
-C{recycle_bin} is a duration (C{7d}, C{12h}); C{0} turns the bin off, and
-a deletion then deletes at once, as before there was a bin. The rules
-(L{pypid.core.indexes.retention}) are off until set. Rules that cannot hold
-together stop start-up with one line naming the key: a negative or
-unreadable value, C{keep_downloaded} with no rule that removes anything
-(it keeps releases from nothing), or longer than the download counts are
-kept (L{pypid.core.records.usage.WINDOW_DAYS}), a C{schedule} with no index that
-has a rule removing anything.
+The C{[retention]} section: how long a removed file stays in the recycle
+bin (C{0}: no bin), the rules a cleanup removes hosted releases by (off
+until set), and when a cleanup runs by itself. Its keys but C{schedule}
+are every hosted index's unless its C{[index:NAME]} section sets them.
 """
 
 from __future__ import annotations
@@ -54,12 +41,10 @@ RETENTION_RULE_KEYS: Keys = {
 @attrs.frozen(slots=False)
 class RetentionKeys:
     """
-    The keys as C{[retention]} (L{RetentionConfig}) and C{[index:NAME]}
-    (L{pypid.config.index_settings.IndexConfig}) both hold them.
-
-    (Not slotted: L{pypid.config.index_settings.IndexConfig} also takes
-    the slotted L{pypid.config.advisory_settings.AdvisoryKeys}, and only
-    one base may lay out slots.)
+    The keys as C{[retention]} and C{[index:NAME]} both hold them. (Not
+    slotted: C{IndexConfig} also takes the slotted
+    L{pypid.config.advisory_settings.AdvisoryKeys}, and only one base may lay
+    out slots.)
     """
 
     #: seconds a removed file stays in the recycle bin; 0: no bin
@@ -82,10 +67,7 @@ class RetentionKeys:
 
 @attrs.frozen(slots=False)
 class RetentionConfig(RetentionKeys):
-    """
-    The C{[retention]} section: the default index's keys, the named ones'
-    defaults, and the schedule.
-    """
+    """The C{[retention]} section: the default index's keys, the named ones' defaults."""
 
     #: how often the rules are applied by the server itself (s); 0: never
     #: (C{pypid-admin retention apply} only)
@@ -99,11 +81,10 @@ RETENTION_KEYS: Keys = {**RETENTION_RULE_KEYS, "schedule": ("0", parse_optional_
 def check_retention(default: RetentionConfig, indexes: Iterable[tuple[str, RetentionKeys]],
                     given: Iterable[tuple[str, str]], fail: Fail) -> None:
     """
-    Refuse rules that cannot hold together (see the module docstring),
-    naming the section that sets them (C{[retention]} for the default
-    index, and for a named one that takes its value from there).
-
-    @param indexes: the named hosted indexes' sections, by name.
+    Refuse rules that cannot hold together: C{keep_downloaded} with no rule
+    that removes anything, or longer than the download counts are kept; a
+    C{schedule} with no index that has a rule removing anything. The error
+    names the section that sets the key.
     """
     set_here = set(given)
     removing = default.retention_rules.removes

@@ -1,11 +1,8 @@
 """
-The C{[s3]} section: the bucket, prefix, endpoint and credentials of the S3
-backend, and how its downloads are served.
-
-S3's own limits (presigned URL lifetime, part sizes and counts) are those of
-the S3 code that enforces them, imported from there; L{check_s3} checks the
-keys against each other and against C{[storage] backend} and C{[pypid]
-max_upload_size}.
+The C{[s3]} section: the bucket, region, endpoint and credentials of the S3
+backend, and (as every store's section: L{pypid.config.bucket_settings})
+how its bucket is worked. S3's own limits are those of the code that
+enforces them (L{pypid.core.util.s3_limits}).
 """
 
 from __future__ import annotations
@@ -16,12 +13,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.config.bucket_settings import (
-    BUCKET_KEYS,
-    BucketConfig,
-    check_bucket,
-    parse_endpoint_url,
-)
+from pypid.config.bucket_settings import BUCKET_KEYS, BucketConfig, check_bucket, parse_endpoint_url
 from pypid.config.values import (
     Fail,
     Keys,
@@ -31,22 +23,13 @@ from pypid.config.values import (
     optional_choice,
     redacted,
 )
-from pypid.core.util.s3_limits import (
-    MAX_PART_SIZE,
-    MAX_PARTS,
-    MIN_PART_SIZE,
-)
+from pypid.core.util.s3_limits import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
 from pypid.core.util.units import parse_size
 
 
 @attrs.frozen
 class S3Config(BucketConfig):
-    """
-    The C{[s3]} section: where and how the S3 backend keeps packages.
-
-    Always present, holding the defaults when C{[storage] backend} is not
-    C{s3}.  C{secret_key} and C{session_token} never appear in its C{repr}.
-    """
+    """The C{[s3]} section (its defaults when C{[storage] backend} is another)."""
 
     bucket: str
     region: str
@@ -122,10 +105,7 @@ S3_KEYS: Keys = {
 
 
 def check_s3(values: Values, fail: Fail) -> None:
-    """
-    Check the C{[s3]} keys against each other (and C{[storage] backend}), and
-    resolve an automatic C{addressing} in C{values}.
-    """
+    """Check the C{[s3]} keys, and resolve an automatic C{addressing} in C{values}."""
     def s3(key: str) -> Any:
         return values["s3", key]
 
@@ -136,12 +116,10 @@ def check_s3(values: Values, fail: Fail) -> None:
              "set it to the name of the bucket that holds the packages", [backend])
 
     keys = [("s3", "access_key"), ("s3", "secret_key"), ("s3", "session_token")]
-    if s3("access_key") and not s3("secret_key"):
-        fail("s3", "secret_key", "required when access_key is set; or leave both empty "
-             "for the standard credentials (environment, shared files, instance role)", keys)
-    if s3("secret_key") and not s3("access_key"):
-        fail("s3", "access_key", "required when secret_key is set; or leave both empty "
-             "for the standard credentials (environment, shared files, instance role)", keys)
+    for given, missing in (("access_key", "secret_key"), ("secret_key", "access_key")):
+        if s3(given) and not s3(missing):
+            fail("s3", missing, f"required when {given} is set; or leave both empty for the "
+                 "standard credentials (environment, shared files, instance role)", keys)
     if s3("session_token") and not s3("access_key"):
         fail("s3", "session_token", "only allowed with access_key and secret_key", keys)
 

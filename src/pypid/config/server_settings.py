@@ -2,12 +2,9 @@
 The C{[pypid]} section: what the server listens on, where it keeps its
 snapshot and log, and the limits it puts on clients.
 
-C{listen} lines are Twisted endpoint strings, or pypid's own C{https:PORT}
-and C{http-redirect:PORT} (L{parse_listen_address}); whether they fit with
-C{[tls]} is checked by L{pypid.config.tls_settings.check_tls}.  Twisted's TLS
-endpoints (and txacme's) are refused: they serve TLS settings pypid does not
-choose (Twisted's default ciphers accept C{AES128-SHA}) and are not
-reloaded on C{SIGHUP}.
+Twisted's TLS endpoints (and txacme's) are refused in C{listen}: they serve
+TLS settings pypid does not choose (Twisted's default ciphers accept
+C{AES128-SHA}) and are not reloaded on C{SIGHUP}.
 """
 
 from __future__ import annotations
@@ -17,9 +14,13 @@ import os
 
 import attrs
 
-from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
+from pypid.config.advisory_settings import (
+    ADVISORY_RULE_KEYS,
+    UPLOAD_RULE_KEYS,
+    AdvisoryKeys,
+    UploadKeys,
+)
 from pypid.config.metrics_settings import Network, parse_networks
-from pypid.config.upload_settings import UPLOAD_RULE_KEYS, UploadKeys
 from pypid.config.values import (
     Keys,
     is_ip_address,
@@ -36,10 +37,7 @@ from pypid.core.util.units import parse_duration, parse_size
 
 @attrs.frozen
 class ServerConfig(AdvisoryKeys, UploadKeys):
-    """
-    The C{[pypid]} section (its advisory keys are the default index's, and
-    every named index's unless its section says otherwise: L{AdvisoryKeys}).
-    """
+    """The C{[pypid]} section; its advisory and upload keys are every index's defaults."""
 
     listen: tuple[str, ...]
     base_url: str | None
@@ -58,26 +56,24 @@ class ServerConfig(AdvisoryKeys, UploadKeys):
     #: bytes a second a request body must arrive at, at least
     min_upload_rate: int = 1024
     max_connections_per_address: int = 128
-    #: PEM CA certificates trusted for outbound HTTPS (S3, upstream) instead
-    #: of the system's (a private CA); L{None} for the system's
+    #: PEM CA certificates trusted for outbound HTTPS instead of the
+    #: system's (a private CA); L{None} for the system's
     ca_bundle: str | None = None
     #: bytes of rendered project pages kept
     #: (L{pypid.core.indexes.rendered_pages.RenderedPages.max_bytes})
     page_cache_size: int = PAGE_CACHE_SIZE
     #: the reverse proxies whose C{X-Forwarded-For} names the client
-    #: (L{pypid.core.access.forwarded}); none by default
+    #: (L{pypid.core.access.forwarded})
     trusted_proxies: tuple[Network, ...] = ()
-    #: the worker processes of the server (L{pypid.daemon.machine}): 1 is
-    #: one process, as always; C{auto} one per core the process may use
+    #: the worker processes of the server (L{pypid.daemon.machine})
     workers: int = 1
     #: seconds a ready worker may go without a heartbeat before the
-    #: supervisor takes it out of the listening sockets and kills it
-    #: (L{pypid.daemon.workers.Supervisor})
+    #: supervisor kills it (L{pypid.daemon.workers.Supervisor})
     worker_timeout: float = 30.0
 
 
 #: The C{[pypid] listen} forms pypid reads itself; any other line is a
-#: Twisted endpoint string, handed to Twisted as it is.
+#: Twisted endpoint string.
 HTTPS = "https"
 HTTP_REDIRECT = "http-redirect"
 
@@ -85,12 +81,10 @@ HTTP_REDIRECT = "http-redirect"
 @attrs.frozen
 class ListenAddress:
     """
-    One line of C{[pypid] listen}, as pypid reads it.
+    One line of C{[pypid] listen}.
 
     @ivar kind: C{"endpoint"} (a Twisted endpoint string, in C{description}),
-        L{HTTPS} (TLS with the C{[tls]} files) or L{HTTP_REDIRECT} (plain HTTP
-        that only redirects to HTTPS).
-    @ivar port: the TCP port of an L{HTTPS} or L{HTTP_REDIRECT} line.
+        L{HTTPS} or L{HTTP_REDIRECT} (plain HTTP that only redirects to HTTPS).
     @ivar interface: the address to listen on; C{""} for every IPv4 address.
     """
 
@@ -104,11 +98,9 @@ class ListenAddress:
 _TWISTED_DEFAULTS = "Twisted's TLS endpoint, with its default ciphers (AES128-SHA among them)"
 _TXACME = "txacme's TLS endpoint, with TLS settings pypid does not choose"
 
-#: Endpoint types (compared in lower case, as Twisted matches plugins) that
-#: serve TLS with settings other than pypid's, and what they are: Twisted's
-#: C{ssl:} and C{tls:} (both Twisted's default C{CertificateOptions}), and
-#: txacme's C{le:} and C{lets:}.  C{haproxy:} wraps another endpoint string,
-#: which is checked in turn.
+#: Endpoint types (in lower case, as Twisted matches plugins) that serve TLS
+#: with settings other than pypid's, and what they are. C{haproxy:} wraps
+#: another endpoint string, which is checked in turn.
 TWISTED_TLS_ENDPOINTS = {"ssl": _TWISTED_DEFAULTS, "tls": _TWISTED_DEFAULTS,
                          "le": _TXACME, "lets": _TXACME}
 _WRAPPING_ENDPOINTS = frozenset(["haproxy"])
@@ -117,9 +109,9 @@ _WRAPPING_ENDPOINTS = frozenset(["haproxy"])
 def _endpoint_type(description: str) -> str:
     """
     The endpoint type Twisted's C{serverFromString} reads in C{description},
-    in lower case, looking through wrapping types (C{haproxy:ssl:...} is an
-    C{ssl} endpoint): the first field that is not C{key=value}, its escapes
-    resolved (Twisted reads C{s\\sl:443} and C{a=b:ssl:443} as C{ssl}).
+    in lower case, through wrapping types (C{haproxy:ssl:...} is C{ssl}):
+    the first field that is not C{key=value}, its escapes resolved (Twisted
+    reads C{s\\sl:443} and C{a=b:ssl:443} as C{ssl}).
     """
     types = [part.strip().lower() for part in _split_escaped(description) if "=" not in part]
     while len(types) > 1 and types[0] in _WRAPPING_ENDPOINTS:
@@ -146,14 +138,9 @@ def _split_escaped(text: str) -> list[str]:
 
 def parse_listen_address(description: str) -> ListenAddress:
     """
-    Read one line of C{[pypid] listen}: C{https:PORT} or
-    C{http-redirect:PORT}, each with optional C{:interface=ADDRESS} and
-    C{:backlog=N}, or else a Twisted endpoint string (checked by Twisted when
-    the server is built) other than Twisted's TLS ones.
-
-    @raise ValueError: a bad C{https:} or C{http-redirect:} line, with the
-        forms; a Twisted TLS endpoint (L{TWISTED_TLS_ENDPOINTS}), pointing at
-        C{https:}.
+    Read one line of C{[pypid] listen}: C{https:PORT} or C{http-redirect:PORT},
+    with optional C{:interface=ADDRESS} and C{:backlog=N}, or else a Twisted
+    endpoint string other than Twisted's TLS ones.
     """
     kind, colon, rest = description.partition(":")
     if kind not in (HTTPS, HTTP_REDIRECT):
@@ -189,18 +176,16 @@ def parse_listen_address(description: str) -> ListenAddress:
     return ListenAddress(kind, description, int(port), interface, int(backlog))
 
 
-#: The Twisted TCP endpoint types, by the place of C{interface} among their
-#: positional arguments (after the port) and its default: what their parsers
-#: in C{twisted.internet.endpoints} take.
+#: The Twisted TCP endpoint types: the place of C{interface} among their
+#: positional arguments (after the port), and its default.
 _TCP_INTERFACES = {"tcp": (1, "0.0.0.0"), "tcp6": (2, "::")}
 
 
 def listen_interface(description: str) -> str | None:
     """
     The address a line of C{[pypid] listen} listens on, as Twisted reads
-    it: C{0.0.0.0} for every IPv4 address, C{::} for every address; L{None}
-    for a line on no address it tells (C{unix:}, C{systemd:}, whose socket
-    the socket unit binds, another plugin's).
+    it (C{0.0.0.0}: every IPv4 address, C{::} every address); L{None} for a
+    line on no address it tells (C{unix:}, C{systemd:}, another plugin's).
     """
     address = parse_listen_address(description)
     if address.kind != "endpoint":
@@ -217,11 +202,7 @@ def listen_interface(description: str) -> str | None:
 
 
 def on_network(description: str) -> bool:
-    """
-    Whether a line of C{[pypid] listen} listens where other machines may
-    reach it: on any address but this machine's loopback (L{False} for
-    a line whose address L{listen_interface} cannot tell).
-    """
+    """Whether a C{listen} line listens where other machines may reach it (L{False}: unknown)."""
     interface = listen_interface(description)
     return interface is not None and not is_loopback_host(interface)
 
@@ -238,12 +219,7 @@ def _listen(value: str) -> tuple[str, ...]:
 
 
 def parse_page_cache_size(value: str) -> int:
-    """
-    Read C{[pypid] page_cache_size}: a size such as C{64M}, or C{0} to
-    keep no project page rendered (each request renders its page).
-
-    @raise ValueError: with the forms allowed.
-    """
+    """A size such as C{64M}, or C{0} to keep no project page rendered."""
     try:
         return parse_size(value)
     except ValueError:
@@ -255,16 +231,10 @@ def parse_page_cache_size(value: str) -> int:
 
 def parse_trusted_proxies(value: str) -> tuple[Network, ...]:
     """
-    Read C{[pypid] trusted_proxies}: the addresses or networks of the
-    reverse proxies in front of pypid. A network of every address
-    (C{0.0.0.0/0}, C{::/0}) is refused: any client could then write its
-    own address in C{X-Forwarded-For}.
-
-    An IPv4-mapped IPv6 address or network (C{::ffff:10.0.0.1}, as a
-    dual-stack listener shows its peers) is taken as the IPv4 one: a peer
-    is read so (L{pypid.core.access.addresses.client_ip}), and would never match it.
-
-    @raise ValueError: naming the word that is not an address or network.
+    The reverse proxies in front of pypid. Every address (C{0.0.0.0/0}) is
+    refused: any client could then write its own address in
+    C{X-Forwarded-For}. An IPv4-mapped IPv6 one is taken as the IPv4 one, as
+    a peer is read (L{pypid.core.access.addresses.client_ip}).
     """
     networks = tuple(_unmapped(network) for network in parse_networks(value))
     for network in networks:
@@ -304,11 +274,7 @@ MAX_WORKERS = 256
 
 
 def parse_workers(value: str) -> int:
-    """
-    A number of worker processes, or C{auto}: one per core this process
-    may run on (its CPU affinity, which a container's or a unit's limit
-    narrows), at most L{MAX_WORKERS}.
-    """
+    """A number of worker processes, or C{auto}: one per core this process may run on."""
     if value.strip().lower() == "auto":
         return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
     try:

@@ -1,12 +1,9 @@
 """
 The C{[sso]} section: single sign-on for the pages through an OpenID
-Connect provider (Keycloak, Okta, Entra ID, Google Workspace, Dex,
-Authentik ...), beside the login form (L{pypid.auth.sso}).
-
-Without C{issuer} there is none, and the other keys must stay unset. With
-it, C{client_id} and one client secret are needed: C{client_secret_file}
-(read at the start and at each reload), or C{client_secret}, best given by
-the environment (C{PYPID_SSO_CLIENT_SECRET}) rather than the file.
+Connect provider, beside the login form (L{pypid.auth.sso}). Without
+C{issuer} there is none, and the other keys must stay unset; with it, the
+client secret is best given by a file or the environment
+(C{PYPID_SSO_CLIENT_SECRET}) rather than the configuration file.
 """
 
 from __future__ import annotations
@@ -142,7 +139,7 @@ def check_sso(values: Values, fail: Fail, files: dict[str, str]) -> None:
     """
     Check C{[sso]} as a whole: without C{issuer}, nothing else is set;
     with it, C{client_id} and exactly one client secret are, a file's read
-    into C{files} (L{text_of}; L{sso_secret} takes it from there).
+    into C{files} (L{text_of}).
     """
     if values["sso", "issuer"] is None:
         for key, (default, parse) in SSO_KEYS.items():
@@ -171,9 +168,7 @@ def check_sso(values: Values, fail: Fail, files: dict[str, str]) -> None:
 
 def sso_secret(sso: SSOConfig, files: Mapping[str, str]) -> str:
     """
-    The client secret of C{[sso]}: C{client_secret_file}'s text as the
-    configuration read it (L{check_sso}: at the start and at each reload,
-    from C{files}), else C{client_secret}.
+    The client secret: C{client_secret_file}'s text as read (in C{files}), else C{client_secret}.
     """
     if sso.issuer is None or sso.client_secret_file is None:
         return sso.client_secret

@@ -1,7 +1,6 @@
 """
 The C{[storage]} section: which backend keeps the packages, and the local
-folder (the packages themselves with C{local}, temporary files with a
-bucket: a cloud of L{pypid.config.store_backends.BACKENDS}).
+folder (the packages with C{local}, temporary files with a bucket).
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ class StorageConfig:
     #: the bytes the local folder's file system must keep free, or
     #: C{/health} says the storage is full (0: never)
     min_free: int = 1 << 30
-    #: where this storage is below the store's root (C{""}: the root; a
-    #: named index's, an upstream's cache: L{pypid.storage.factory.below}),
-    #: which keeps the one journal; not a key of the file
+    #: where this storage is below the store's root (C{""}: the root, which
+    #: keeps the one journal; L{pypid.storage.factory.below}); not a key
     within: str = ""
 
 

@@ -1,14 +1,9 @@
 """
 The clouds that may keep the packages (C{[storage] backend}), one row
-each: its section and keys, their check, and the scheme and word of its
-buckets' URLs. The configuration, the reload rules, the command-line
-tools and the start log iterate over this table; the clients of the
-buckets (L{pypid.storage.cloud_clients.CLIENTS}) are keyed by the same
-names, which are also the extras that install each cloud's SDK
-(C{pip install 'pypid[azure]'}). So another cloud is a row here, the
-module of its section, its client, its extra (C{setup.py}) and the
-default C{EXTRAS} of C{etc/container/Containerfile}: five modules named
-the clouds one by one before, each a place to forget.
+each. The configuration, the reload rules, the tools and the start log
+iterate over this table; the buckets' clients
+(L{pypid.storage.cloud_clients.CLIENTS}) and the extras that install each
+cloud's SDK are keyed by the same names.
 """
 
 from __future__ import annotations
@@ -28,16 +23,14 @@ from pypid.config.values import Fail, Keys, Values
 class Backend:
     """One cloud that keeps the packages in a bucket, as the configuration knows it."""
 
-    #: the value of C{[storage] backend}: also its section's name and
-    #: the name of the extra that installs its SDK
+    #: the value of C{[storage] backend}: also its section's and its extra's name
     name: str
-    #: its section's keys: C{key -> (default, parser)}
     keys: Keys
     #: makes the frozen section of its keys' values (as keywords)
     settings: Callable[..., BucketConfig]
     #: checks its keys against each other and the other sections
     check: Callable[[Values, Fail], None]
-    #: the scheme of its buckets' URLs (C{s3://}), as C{pypid-admin import} takes them
+    #: the scheme of its buckets' URLs (C{s3://})
     scheme: str
     #: what the cloud calls a bucket (C{azure://CONTAINER/PREFIX})
     bucket_word: str = "bucket"

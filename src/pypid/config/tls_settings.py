@@ -1,9 +1,6 @@
 """
-The C{[tls]} section: the PEM files of the C{https:} listeners.
-
-L{check_tls} holds the rules that keep passwords off plain HTTP: which
-listeners may stand beside an C{https:} one, and that C{[pypid] base_url}
-is then an https:// URL.
+The C{[tls]} section: the PEM files of the C{https:} listeners, and the
+rules that keep passwords off plain HTTP (L{check_tls}).
 """
 
 from __future__ import annotations
@@ -16,12 +13,7 @@ from pypid.config.values import Fail, Keys, Values, parse_boolean, parse_optiona
 
 @attrs.frozen
 class TLSConfig:
-    """
-    The C{[tls]} section: the PEM files of the C{https:} listeners.
-
-    Every path is L{None} when the section is absent; when an C{https:}
-    listener is configured, C{certificate} and C{key} are set.
-    """
+    """The C{[tls]} section; every path L{None} when it is absent."""
 
     #: the certificate, possibly followed by its chain (certbot's fullchain.pem)
     certificate: str | None
@@ -34,7 +26,7 @@ class TLSConfig:
 
 
 def no_tls() -> TLSConfig:
-    """Return the C{[tls]} section of a configuration without one: every path L{None}."""
+    """The C{[tls]} section of a configuration without one: every path L{None}."""
     return TLSConfig(certificate=None, key=None, chain=None)
 
 
@@ -50,10 +42,9 @@ TLS_KEYS: Keys = {
 def check_tls(values: Values, fail: Fail) -> None:
     """
     Check C{[tls]} against the listeners: an C{https:} listener needs a
-    certificate and key, and is the only kind of listener beside
-    C{http-redirect:} ones, so credentials never go over plain HTTP; C{[tls]}
-    without an C{https:} listener, and a redirect with nowhere to go, are
-    mistakes.
+    certificate and key, and only C{http-redirect:} ones stand beside it,
+    so credentials never go over plain HTTP; C{[tls]} without an C{https:}
+    listener, and a redirect with nowhere to go, are mistakes.
     """
     listen = ("pypid", "listen")
     addresses = [parse_listen_address(line) for line in values[listen]]
@@ -75,11 +66,11 @@ def check_tls(values: Values, fail: Fail) -> None:
                  "set [tls] certificate and [tls] key to the PEM files of its certificate "
                  "and private key", [listen])
     for address in addresses:
-        if address.kind != "endpoint":
-            continue
-        fail("pypid", "listen", f"{address.description!r} would serve plain HTTP beside the "
-             f"https listener {first!r}, and passwords sent to it would cross the network "
-             "unencrypted: use http-redirect:PORT for plain HTTP (it only redirects to HTTPS)")
+        if address.kind == "endpoint":
+            fail("pypid", "listen", f"{address.description!r} would serve plain HTTP beside "
+                 f"the https listener {first!r}, and passwords sent to it would cross the "
+                 "network unencrypted: use http-redirect:PORT for plain HTTP (it only "
+                 "redirects to HTTPS)")
     base_url = values["pypid", "base_url"]
     if base_url is not None and not base_url.startswith("https://"):
         fail("pypid", "base_url", f"must be an https:// URL when pypid serves HTTPS ({first!r} "

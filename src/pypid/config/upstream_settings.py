@@ -1,14 +1,9 @@
 """
-The C{[upstream]} section: the index pypid falls back on for projects it
-does not host, the hosts its files may come from, the project patterns
-that keep hosted names safe from it, and the credentials it may need.
-An C{[upstream:NAME]} section (an upstream an index's C{bases}
-name) has the same keys, read by the same code with its own section name.
-
-L{check_upstream} checks the keys against each other and puts the host of
-C{url} first in C{hosts}; L{read_credentials} reads the password or token
-from its file or variable at load, so a missing one stops start-up rather
-than the first fetch, and keeps it out of every C{repr}.
+The C{[upstream]} section, and every C{[upstream:NAME]} (an upstream an
+index's C{bases} name), of the same keys: the index pypid falls back on for
+projects it does not host, the hosts its files may come from, the project
+patterns that keep hosted names safe from it, and the credentials it may
+need, read at load so that a missing one stops start-up, not the first fetch.
 """
 
 from __future__ import annotations
@@ -39,14 +34,9 @@ from pypid.core.util.units import DURATION_FORMS, is_zero_duration, parse_durati
 @attrs.frozen
 class UpstreamConfig:
     """
-    The C{[upstream]} section: the index pypid falls back on for projects it
-    does not host, and the rules that keep hosted names safe from it.
-
-    Always present, holding the defaults (C{mode} C{"none"}) when the section
-    is absent.  Durations are seconds, sizes bytes.  Project patterns
-    (C{private}, C{merge}, C{min_age_exempt}) are L{fnmatch} globs already
-    normalized like project names (PEP 503), so they are matched against
-    normalized names with C{fnmatch.fnmatchcase}.
+    The C{[upstream]} section (C{mode} C{"none"} when absent). Durations are
+    seconds, sizes bytes. Project patterns are L{fnmatch} globs normalized like
+    project names (PEP 503), matched with C{fnmatch.fnmatchcase}.
     """
 
     #: C{"none"}, C{"redirect"} or C{"cache"}.
@@ -62,10 +52,9 @@ class UpstreamConfig:
     min_age: float
     min_age_exempt: tuple[str, ...]
     #: Lowercase C{host} or C{host:port} entries files may be fetched from,
-    #: and C{*} for any other host at a public address (the default:
-    #: L{pypid.upstream.fetch.FileHosts}); the host (and port, if the URL names
-    #: one) of C{url} comes first.  An entry without a port stands for the
-    #: default port of the file URL's scheme (443 for https, 80 for http).
+    #: and C{*} for any other host at a public address
+    #: (L{pypid.upstream.fetch.FileHosts}); C{url}'s comes first. An entry
+    #: without a port stands for the default port of the file URL's scheme.
     hosts: tuple[str, ...]
     timeout: float
     max_page_size: int
@@ -85,8 +74,8 @@ class UpstreamConfig:
     fetch_deadline: float = 600.0
     #: What pypid identifies itself with to the upstream, or L{None}.
     credentials: UpstreamCredentials | None = None
-    #: The most bytes of files the cache keeps: the least
-    #: recently downloaded are evicted past it; 0: no cap.
+    #: The most bytes of files the cache keeps (the least recently
+    #: downloaded evicted past it); 0: no cap.
     max_cache_size: int = 0
     #: Whether the files pre-caching asked for are never evicted.
     keep_precached: bool = True
@@ -97,14 +86,7 @@ class UpstreamConfig:
 
 @attrs.frozen
 class UpstreamCredentials:
-    """
-    What pypid tells an upstream that wants to know who asks: a user name
-    and password (HTTP Basic), or a token alone (a bearer token).
-
-    The secret is read from its file or variable when the configuration is
-    loaded, and never shown: it is out of C{repr} (so out of the
-    configuration's, of logs and of tracebacks' locals as attrs renders them).
-    """
+    """How pypid tells an upstream who asks: a user name and password, or a token alone."""
 
     #: The user name of Basic authentication; L{None} for a token.
     username: str | None
@@ -112,8 +94,8 @@ class UpstreamCredentials:
     secret: str = attrs.field(repr=False)
 
 
-#: The entry of C{hosts} for any host at a public address (as
-#: L{pypid.upstream.fetch.FileHosts} reads it; the configuration is a lower layer).
+#: The entry of C{hosts} for any host at a public address (here: the
+#: configuration is a lower layer than L{pypid.upstream.fetch.FileHosts}).
 ANY_PUBLIC = "*"
 
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -122,12 +104,7 @@ _HOST_FORMS = ("expected a host name of letters, digits, '.' and '-', or an IPv4
 
 
 def _host_port(text: str) -> str:
-    """
-    Check one C{host} or C{host:port} (a host name or an IPv4 address) and
-    return it lowercased.
-
-    @raise ValueError: naming what is allowed.
-    """
+    """Check one C{host} or C{host:port} (a host name or an IPv4 address); lowercased."""
     text = text.lower()
     host, colon, port = text.partition(":")
     if colon and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
@@ -147,17 +124,15 @@ def _host_port(text: str) -> str:
 def _hosts(value: str) -> tuple[str, ...]:
     hosts = []
     for entry in value.split():
-        if entry == ANY_PUBLIC:
-            if entry not in hosts:
-                hosts.append(entry)
-            continue
-        if "@" in entry or "/" in entry:
-            raise ValueError("expected host names (with an optional :port), not URLs; "
-                             "user names and passwords are not allowed")
-        try:
-            host = _host_port(entry)
-        except ValueError as e:
-            raise ValueError(f"{entry!r}: {e}") from None
+        host = entry
+        if entry != ANY_PUBLIC:
+            if "@" in entry or "/" in entry:
+                raise ValueError("expected host names (with an optional :port), not URLs; "
+                                 "user names and passwords are not allowed")
+            try:
+                host = _host_port(entry)
+            except ValueError as e:
+                raise ValueError(f"{entry!r}: {e}") from None
         if host not in hosts:
             hosts.append(host)
     return tuple(hosts)
@@ -194,12 +169,7 @@ _PATTERN = re.compile(r"^(?:[a-z0-9*?-]|\[[^\[\]]+\])+$")
 
 
 def _patterns(value: str) -> tuple[str, ...]:
-    """
-    Parse whitespace-separated project names or globs into a tuple of
-    patterns normalized like project names (PEP 503), without repeats.
-
-    C{corp.*}, C{Corp_*} and C{corp-*} all become C{corp-*}.
-    """
+    """Project names or globs, normalized like names (C{Corp_*} is C{corp-*}), without repeats."""
     patterns = []
     for entry in value.split():
         if not _PATTERN_CHARACTERS.match(entry):
@@ -219,7 +189,7 @@ def _patterns(value: str) -> tuple[str, ...]:
 
 
 def parse_min_age(value: str) -> float:
-    """Parse an age of files below which they are not listed: seconds, 0.0 when off."""
+    """The age of files below which they are not listed; 0.0 (or empty): off."""
     if not value.strip() or is_zero_duration(value):
         return 0.0
     try:
@@ -297,11 +267,7 @@ CREDENTIAL_KEYS = frozenset({"username", "password_file", "password_env", "token
 
 
 def check_upstream(values: Values, fail: Fail, section: str = "upstream") -> None:
-    """
-    Check the keys of C{[section]} (C{[upstream]} or an C{[upstream:NAME]})
-    against each other, and resolve C{hosts} in C{values} to include the
-    host of C{url}.
-    """
+    """Check the keys of C{[section]}, and put the host of C{url} first in its C{hosts}."""
     def upstream(key: str) -> Any:
         return values[section, key]
 
@@ -343,8 +309,7 @@ def check_upstream(values: Values, fail: Fail, section: str = "upstream") -> Non
 
 def _secret_key(values: Values, fail: Fail, section: str, kind: str) -> str | None:
     """
-    The key of C{[section]} that gives its password or token (C{kind}):
-    C{kind_file} or C{kind_env}, or L{None} when neither is set.
+    The key giving C{[section]}'s C{kind} (password, token): C{KIND_file}, C{KIND_env} or none.
     """
     path, variable = values[section, f"{kind}_file"], values[section, f"{kind}_env"]
     if path is not None and variable is not None:
@@ -357,10 +322,7 @@ def _secret_key(values: Values, fail: Fail, section: str, kind: str) -> str | No
 
 def _read_secret(values: Values, fail: Fail, section: str, key: str,
                  environ: Mapping[str, str], files: dict[str, str]) -> str:
-    """
-    Read the password or token C{[section] key} (a C{_file} or C{_env} key)
-    gives. Messages name the key, the file or the variable, never the secret.
-    """
+    """Read the secret C{[section] key} gives; messages never show the secret."""
     kind, _, source = key.partition("_")
     if source == "file":
         path = values[section, key]
@@ -388,11 +350,9 @@ def _read_secret(values: Values, fail: Fail, section: str, key: str,
 def read_credentials(values: Values, fail: Fail, section: str, environ: Mapping[str, str],
                      files: dict[str, str]) -> UpstreamCredentials | None:
     """
-    Read the credentials of C{[section]}: a C{username} with a password, or
-    a token, each from a file or an environment variable; L{None} when it
-    has none.  They never cross the network in clear: an C{http://} C{url}
-    with credentials is refused unless it is this machine's. A file's
-    text is taken from C{files} when it is there (L{text_of}).
+    Read the credentials of C{[section]} (a C{username} with a password, or a
+    token, each from a file or an environment variable), or L{None}. They never
+    cross the network in clear: an C{http://} C{url} must be this machine's.
     """
     username = values[section, "username"]
     password = _secret_key(values, fail, section, "password")
@@ -420,10 +380,7 @@ def read_credentials(values: Values, fail: Fail, section: str, environ: Mapping[
 
 def read_upstream(values: Values, fail: Fail, section: str, environ: Mapping[str, str],
                   files: dict[str, str]) -> UpstreamConfig:
-    """
-    Check C{[section]} (C{[upstream]} or an C{[upstream:NAME]}) and return
-    its L{UpstreamConfig}, its credentials read.
-    """
+    """Check C{[section]} and return its L{UpstreamConfig}, its credentials read."""
     check_upstream(values, fail, section)
     credentials = read_credentials(values, fail, section, environ, files)
     return UpstreamConfig(

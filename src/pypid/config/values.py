@@ -1,12 +1,7 @@
 """
-The kinds of value the configuration's sections are made of: paths, yes/no,
-numbers, one word of a list, an optional URL.
-
-Each parser takes the text of one key and returns its value, or raises
-L{ValueError} with a message that says what is allowed (the caller adds the
-file, the section and the key).  Parsers that know one section's rules (a
-bucket name, a listen line, a host list) live with that section; sizes and
-durations are L{pypid.core.util.units}'.
+The kinds of value the configuration's sections are made of. Each parser
+takes the text of one key and returns its value, or raises L{ValueError}
+saying what is allowed (the caller adds the file, the section and the key).
 """
 
 from __future__ import annotations
@@ -25,8 +20,7 @@ Parser = Callable[[str], Any]
 #: A section's keys: key -> (default text, parser).
 Keys = dict[str, tuple[str, Parser]]
 
-#: The parsed C{(section, key) -> value} of the fixed sections (each key's
-#: value is its parser's: of any type).
+#: The parsed C{(section, key) -> value} of the fixed sections.
 Values = dict[tuple[str, str], Any]
 
 #: C{items(section)}: a free section's C{(key, value)} pairs in file order.
@@ -55,24 +49,14 @@ def path_valued(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def in_folder(value: str, folder: str) -> str:
-    """
-    A path value of the configuration file, relative to the file's
-    C{folder} when it is relative (C{~} expanded first); empty, as it is.
-    """
+    """A path of the configuration file, read in its C{folder} when relative (C{~} expanded)."""
     value = value.strip()
-    if not value:
-        return value
-    value = os.path.expanduser(value)
-    return value if os.path.isabs(value) else os.path.join(folder, value)
+    return os.path.join(folder, os.path.expanduser(value)) if value else value
 
 
 @path_valued
 def parse_path(value: str) -> str:
-    """
-    Parse a path, made absolute against the working directory (C{~}
-    expanded): a relative one of the configuration file was made relative
-    to its folder already (L{in_folder}).
-    """
+    """Parse a path, made absolute against the working directory (C{~} expanded)."""
     value = value.strip()
     if not value:
         raise ValueError("expected a path")
@@ -82,30 +66,23 @@ def parse_path(value: str) -> str:
 @path_valued
 def parse_optional_path(value: str) -> str | None:
     """Parse a path like L{parse_path}, or L{None} when the value is empty."""
-    value = value.strip()
-    return parse_path(value) if value else None
+    return parse_path(value) if value.strip() else None
 
 
-#: The keys (beside those whose files are read as they are parsed) naming
-#: a file that a part reads as it starts: held with the configuration too
-#: (L{pypid.config.Config.held}), so a worker started again reads what the
-#: machine took. C{[advisories] path} is data, not settings: read as it is.
+#: The keys naming a file that a part reads as it starts (beside those read
+#: as they are parsed): held with the configuration (L{pypid.config.Config.held}),
+#: so a worker started again reads what the machine took. C{[advisories]
+#: path} is data, not settings: read as it is.
 HELD_KEYS = frozenset({"ca_bundle", "credentials_file"})
 
 
 def text_of(path: str, files: dict[str, str], strict: bool = True) -> str:
     """
-    The text of the file at C{path}, a file the configuration names: the
-    one in C{files} (the texts read with the configuration, by path, which
-    a machine's supervisor gives its workers: L{pypid.config.Config.held})
-    when it is there, else read now and added to them. So a worker started
-    again reads a users' file or a secret as the machine took it, never
-    one edited since and not yet reloaded. Its bytes are kept as they are
-    (decoded with C{surrogateescape}, which L{held_bytes} undoes: a
-    bundle's comments need not be UTF-8); C{strict} refuses a file that is
-    not UTF-8 (users, secrets, a trust root).
-
-    @raise ValueError: when it cannot be read or is not UTF-8 text, naming it.
+    The text of a file the configuration names: the one in C{files}
+    (L{pypid.config.Config.held}), else read now and added to them, so that
+    a worker started again reads a file as the machine took it. Its bytes are
+    kept (decoded with C{surrogateescape}: a bundle's comments need not be
+    UTF-8); C{strict} refuses a file that is not UTF-8 (users, secrets).
     """
     text = files.get(path)
     if text is None:
@@ -124,13 +101,7 @@ def text_of(path: str, files: dict[str, str], strict: bool = True) -> str:
 
 
 def held_bytes(path: str, held: Mapping[str, str] | None) -> bytes:
-    """
-    The bytes of a file the configuration names, as read with it (its text
-    in C{held}, L{pypid.config.Config.held}) or, when it could not be
-    then, as it is now.
-
-    @raise OSError: it cannot be read.
-    """
+    """The bytes of a file the configuration names, as read with it (in C{held}), else now."""
     if held is not None and path in held:
         return held[path].encode("utf-8", "surrogateescape")
     with open(path, "rb") as f:
@@ -161,22 +132,27 @@ def whole_number(lowest: int, highest: int) -> Callable[[str], int]:
     return parse
 
 
-def parse_globs(value: str) -> tuple[str, ...]:
+def normalized_globs(value: str, forms: str = "") -> tuple[str, ...]:
     """
     Project names or globs (separated by spaces, commas or lines),
     normalized as C{[acl]}'s patterns (C{Corp.*} is C{corp-*}), without
-    repeats.
+    repeats; a refused one's message ends with C{forms}.
     """
     globs: list[str] = []
     for entry in value.replace(",", " ").split():
         try:
             glob = normalize_pattern(entry)
         except RuleError as e:
-            raise ValueError(f"{e}: expected project names or globs of letters, digits, "
-                             "'-', '_', '.', '*', '?' and '[...]'") from None
+            raise ValueError(f"{e}{forms}") from None
         if glob not in globs:
             globs.append(glob)
     return tuple(globs)
+
+
+def parse_globs(value: str) -> tuple[str, ...]:
+    """Project names or globs, as L{normalized_globs} reads them."""
+    return normalized_globs(value, ": expected project names or globs of letters, digits, "
+                                   "'-', '_', '.', '*', '?' and '[...]'")
 
 
 def parse_boolean(value: str) -> bool:
@@ -214,11 +190,7 @@ def optional_choice(*allowed: str) -> Callable[[str], str | None]:
 
 
 def optional_url(example: str) -> Callable[[str], str | None]:
-    """
-    Return a parser of an http:// or https:// URL without a query, given
-    with exactly one trailing slash, or L{None} when empty; C{example} is
-    shown in its message.
-    """
+    """A parser of an http(s) URL without a query, with one trailing slash; empty: L{None}."""
     def parse(value: str) -> str | None:
         value = value.strip()
         if not value:
@@ -242,11 +214,7 @@ _LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
 
 def is_loopback_host(host: str) -> bool:
-    """
-    Whether C{host} (a URL's host name or address) is this machine: where
-    plain HTTP or LDAP may carry credentials and advisories, no network
-    being crossed.
-    """
+    """Whether C{host} (a URL's host name or address) is this machine: no network crossed."""
     if host.lower() in _LOOPBACK_NAMES:
         return True
     try:

@@ -1,14 +1,7 @@
 """
 The C{[webhook:NAME]} sections: each a subscription, the URL pypid sends
 the events it wants to (L{pypid.core.records.webhook_events}), signed with
-its secret.
-
-L{check_webhooks} reads them into L{WebhookConfig}s: the URL must be
-C{https:} unless C{allow_http} says otherwise (a loopback receiver, say),
-and carry no credentials (a receiver is told who sends by the signature);
-the secret comes from C{secret} or C{secret_file} (one of the two), in
-Standard Webhooks' form, and is kept out of every C{repr}, so out of
-logs and tracebacks; the indexes named must be the server's.
+its secret (in Standard Webhooks' form, kept out of every C{repr}).
 """
 
 from __future__ import annotations
@@ -106,25 +99,18 @@ WEBHOOK_KEYS: Keys = {
 class WebhookConfig:
     """
     One subscription: where its events go, which it wants, and how they
-    are sent.
+    are sent (times in seconds).
 
-    @ivar name: the section's name (C{builds} of C{[webhook:builds]}).
-    @ivar key: the secret's key (never shown: out of C{repr}).
-    @ivar timeout: the longest one delivery may take (s), connecting
-        and reading the answer included.
-    @ivar retry_for: how long an event is tried (s) before it is given up.
-    @ivar retry_delay: the wait before the first try again (s), doubled
-        at each failure (L{pypid.core.records.webhook_events.next_try}).
+    @ivar timeout: the longest one delivery may take, connecting and reading
+        the answer included.
+    @ivar retry_delay: the wait before the first try again, doubled at each
+        failure (L{pypid.core.records.webhook_events.next_try}).
     @ivar max_connections: the most deliveries under way at once to the
         receiver's host (every subscription to it with the same value and
         CA bundle together).
-    @ivar ca_bundle: the CA certificates its HTTPS is checked against;
-        L{None}: C{[pypid] ca_bundle}'s, or the system's.
-    @ivar allow_private: whether the receiver may be at an address that
-        is not public (loopback, private, link-local where the clouds'
-        metadata answers): otherwise the URL's host is reached at public
-        addresses only, so that the admins' test and redeliver buttons,
-        which show the answer, cannot probe the network pypid runs in.
+    @ivar allow_private: whether the receiver may be at an address that is
+        not public: otherwise the admins' test and redeliver buttons, which
+        show the answer, could probe the network pypid runs in.
     """
 
     name: str
@@ -148,10 +134,7 @@ class WebhookConfig:
 
 
 def read_secret(section: str, values: Values, fail: Fail, files: dict[str, str]) -> bytes:
-    """
-    The key of C{section}'s C{secret} or C{secret_file} (exactly one is
-    given; a file's text from C{files} when it is there: L{text_of}).
-    """
+    """The key of C{section}'s C{secret} or C{secret_file} (a file's through L{text_of})."""
     text, path = values[section, "secret"], values[section, "secret_file"]
     if bool(text.strip()) == (path is not None):
         fail(section, "secret", "give the subscription's secret in secret or in secret_file "
@@ -171,13 +154,7 @@ def read_secret(section: str, values: Values, fail: Fail, files: dict[str, str])
 
 def check_webhooks(values: Values, names: Iterable[str], indexes: Iterable[str],
                    fail: Fail, files: dict[str, str]) -> Mapping[str, WebhookConfig]:
-    """
-    The C{[webhook:NAME]} sections, read and checked against each other
-    and the server's indexes (C{indexes}, C{default} among them); the
-    secrets' files as L{read_secret} reads them.
-
-    @raise pypid.config.errors.ConfigError: naming the first key that cannot be used.
-    """
+    """The C{[webhook:NAME]} sections, read and checked against the server's C{indexes}."""
     known = set(indexes)
     found: dict[str, WebhookConfig] = {}
     for name in names:
