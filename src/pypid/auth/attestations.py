@@ -1,7 +1,7 @@
 """
-Verifying an upload's attestations (PEP 740): that each is a Sigstore
-signature over an in-toto statement naming exactly this file, made by a
-CI job this index trusts to publish the project.
+Verifying an upload's attestations (PEP 740): that each is a Sigstore signature
+over an in-toto statement naming exactly this file, made by a CI job this index
+trusts to publish the project.
 
 What is checked, in this order (junk first, before any cryptography):
 
@@ -10,24 +10,20 @@ What is checked, in this order (junk first, before any cryptography):
      whose minted token made the upload, or a C{[publishers]} rule covering
      the project;
   3. in the thread pool (about 2 ms an attestation), with sigstore's own
-     verifier over the configured trust root
-     (C{sigstore.verify.Verifier.verify_dsse}): the certificate chain, SCT,
+     verifier over the configured trust root: the certificate chain, SCT,
      log inclusion proof and DSSE signature; then that the payload is an
-     in-toto statement of this file, of a type PEP 740 allows
-     (L{pypid.core.dists.provenance.check_statement}), one per type;
+     in-toto statement of this file, of a type PEP 740 allows, one per type;
   4. who signed, from the certificate's Fulcio extensions
      (L{SignerIdentity}): for an upload with a minted token, that very CI
      job (its issuer and every claim the token proved, the run included);
      else a C{[publishers]} rule covering the project must match, claim by
-     claim. A claim with no counterpart in a certificate (C{sub}, C{actor})
-     makes the rule fail closed. L{_COMPARED} has the extension compared
-     with each claim.
+     claim (L{_COMPARED}); a claim with no counterpart in a certificate
+     (C{sub}, C{actor}) makes the rule fail closed.
 
-The Sigstore libraries are imported in the pool the first time an upload
-sends attestations, or at start-up when publishers are configured
-(L{AttestationChecker.load}): 0.6 s and 560 modules. The trust root is read
-once from its file; nothing here uses the network (sigstore's
-C{Attestation.verify} would fetch it through TUF: it is not called).
+The Sigstore libraries (0.6 s and 560 modules) are imported in the pool the
+first time an upload sends attestations, or at start-up when publishers are
+configured. Nothing here uses the network: the trust root is read from its
+file, and sigstore's C{Attestation.verify}, which would fetch it, is not called.
 """
 
 from __future__ import annotations
@@ -91,13 +87,10 @@ class TrustRootError(ValueError):
 
 def default_trust_root() -> str:
     """
-    The public-good Sigstore instance's trust root, as the installed
-    sigstore package ships it (a folder of its TUF store per instance: the
-    one that is not the staging instance's).
+    The public-good Sigstore instance's trust root, as the installed sigstore
+    package ships it (the folder of its TUF store that is not staging's).
 
-    @raise TrustRootError: the package has none where it used to (a
-        sigstore upgrade moved it: name a file in C{[attestations]
-        trust_root}).
+    @raise TrustRootError: the package has none where it used to.
     """
     try:
         store = importlib.resources.files("sigstore") / "_store"
@@ -139,8 +132,7 @@ def _der_utf8(data: bytes) -> str | None:
 class SignerIdentity:
     """
     Who a Fulcio certificate was issued to: its extensions by their OID's
-    last number (C{8}: the issuer, C{12}: the source repository URI, ...)
-    and its subject alternative name.
+    last number (C{8}: the issuer, ...) and its subject alternative name.
     """
 
     extensions: Mapping[int, str]
@@ -170,9 +162,8 @@ class SignerIdentity:
         try:
             names = certificate.extensions.get_extension_for_class(
                 x509.SubjectAlternativeName).value
-            uris = names.get_values_for_type(x509.UniformResourceIdentifier)
-            emails = names.get_values_for_type(x509.RFC822Name)
-            found_names = uris or emails
+            found_names = (names.get_values_for_type(x509.UniformResourceIdentifier)
+                           or names.get_values_for_type(x509.RFC822Name))
             san = found_names[0] if found_names else None
         except x509.ExtensionNotFound:
             pass
@@ -256,10 +247,7 @@ _WHERE = ("repository", "project_path", "email")
 
 
 def claim_mismatch(name: str, value: str, identity: SignerIdentity) -> str | None:
-    """
-    Why the certificate does not say the claim C{name} is C{value}, or
-    L{None} when it does.
-    """
+    """Why the certificate does not say the claim C{name} is C{value}, or L{None}."""
     compare = _COMPARED.get(name)
     if compare is None:
         return f"the claim {name} has no counterpart in a Sigstore certificate"
@@ -285,10 +273,7 @@ def _run_mismatch(proof: Mapping[str, str], identity: SignerIdentity) -> str | N
 
 
 def token_mismatch(proof: Mapping[str, str], identity: SignerIdentity) -> str | None:
-    """
-    Why the certificate is not the CI job's whose ID token minted the
-    upload's token (L{pypid.auth.tokens.Token.proof}), or L{None}.
-    """
+    """Why the certificate is not the CI job's whose ID token minted the upload's token."""
     if identity.issuer is None or identity.issuer != proof.get("iss"):
         return "its issuer is not the one of the token's CI system"
     where = [name for name in _WHERE if name in proof]
@@ -318,8 +303,8 @@ def publisher_of(identity: SignerIdentity, issuer: str,
                  claims: Iterable[tuple[str, str]]) -> Publisher:
     """
     The provenance's publisher of a certificate: its kind and the fields
-    pypi-attestations reads (told by the certificate's shape, not by a
-    host name), and the claims of the rule or token it was checked against.
+    pypi-attestations reads (told by the certificate's shape, not a host
+    name), and the claims of the rule or token it was checked against.
     """
     environment = identity.extensions.get(23)
     repository = identity.path(12)
@@ -362,15 +347,10 @@ class AttestationChecker:
     """
     Verifies uploads' attestations; see the module docstring.
 
-    @ivar _trust_root: the trust root file.
-    @ivar _publishing: the L{TrustedPublishing} whose C{[oidc] issuers} and
-        C{[publishers]} rules are read at each check (a C{SIGHUP} changes them).
-    @ivar _run: runs the verification in the thread pool.
+    @ivar _publishing: whose C{[oidc] issuers} and C{[publishers]} rules are
+        read at each check (a C{SIGHUP} changes them).
     @ivar require: the projects (normalized names or globs) that refuse
         unsigned uploads.
-    @ivar _held: the texts read with the configuration
-        (L{pypid.config.Config.held}): the trust root's is used from
-        there, as the machine took it.
     """
 
     _trust_root: str
@@ -388,8 +368,8 @@ class AttestationChecker:
 
     def load(self) -> Any:
         """
-        The Sigstore verifier of the trust root, made once (blocking: in
-        the pool, or at start-up): the Sigstore libraries are imported here.
+        The Sigstore verifier of the trust root, made once, the libraries
+        imported here (blocking: in the pool, or at start-up).
 
         @raise TrustRootError: the file is not a trust root sigstore can use.
         """
@@ -398,8 +378,7 @@ class AttestationChecker:
                 from sigstore.models import TrustedRoot
                 from sigstore.verify import Verifier
                 try:
-                    # (sigstore reads a trust root only from a file: the
-                    # bytes held are given it as one)
+                    # (sigstore reads a trust root only from a file)
                     with tempfile.NamedTemporaryFile(suffix=".json") as copy:
                         copy.write(held_bytes(self._trust_root, self._held))
                         copy.flush()
@@ -413,9 +392,8 @@ class AttestationChecker:
     async def check(self, *, filename: str, sha256: str, project: str, field: str | None,
                     reader: Reader) -> bytes | None:
         """
-        The provenance object of the verified attestations C{field}, or
-        L{None} when none were sent (and the project needs none), for an
-        upload by C{reader}'s identity (the request's L{Reader}).
+        The provenance object of the verified attestations C{field}, or L{None}
+        when none were sent (and the project needs none).
 
         @raise AttestationRefused: why they are refused.
         """
@@ -447,10 +425,9 @@ class AttestationChecker:
     def _signers(self, project: str, reader: Reader
                  ) -> tuple[Mapping[str, str], str] | list[tuple[PublisherRule, str | None]]:
         """
-        Who may sign for C{project} on this upload: a minted token's proof
-        and its issuer's name (when C{reader} says the uploader is a
-        trusted publisher's, L{Reader.minted}), or the C{[publishers]}
-        rules covering the project with their issuers' URLs.
+        Who may sign for C{project} on this upload: a minted token's proof and
+        its issuer's name (L{Reader.minted}), or the C{[publishers]} rules
+        covering the project with their issuers' URLs.
 
         @raise AttestationRefused: nobody may.
         """
@@ -528,8 +505,7 @@ class AttestationChecker:
         except (AttestationError, SigstoreError, ValueError) as e:
             raise AttestationRefused(f"{which}: does not verify: {_short(str(e), 300)}")
         except Exception as e:
-            # (what the libraries did not foresee in hostile input: a refusal,
-            # never a 500)
+            # (hostile input the libraries did not foresee: a refusal, never a 500)
             log.info("An attestation of {filename} broke the verifier: {error!r}",
                      filename=filename, error=e)
             raise AttestationRefused(f"{which}: cannot be read ({type(e).__name__})")

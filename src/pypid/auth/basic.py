@@ -1,11 +1,10 @@
 """
-HTTP Basic credentials: parsing an C{Authorization} header, and the
-challenge that asks for one.
+HTTP Basic credentials: parsing an C{Authorization} header, and the challenge
+that asks for one.
 
 pip, uv and twine send credentials with every request, so L{parse_basic} is
 pure and cheap: it turns a header into a user name and a password, or refuses
-it with L{MalformedCredentials}, before anything expensive happens. What a
-user name may be is L{pypid.core.access.credential_syntax.USER_NAME}.
+it with L{MalformedCredentials}, before anything expensive happens.
 """
 
 from __future__ import annotations
@@ -35,18 +34,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 class MalformedCredentials(ValueError):
     """
-    An C{Authorization} header that is not usable HTTP Basic credentials.
-
-    The message is short and never contains any part of the header, which may
-    hold a password.
+    An C{Authorization} header that is not usable HTTP Basic credentials; the
+    message never contains any part of the header, which may hold a password.
     """
 
 
 def www_authenticate_header() -> bytes:
-    """
-    Return the C{WWW-Authenticate} value of a 401 response, so the realm is
-    spelt in one place.
-    """
+    """The C{WWW-Authenticate} value of a 401 response, so the realm is spelt in one place."""
     return f'Basic realm="{REALM}"'.encode("ascii")
 
 
@@ -54,13 +48,8 @@ def parse_basic(header: bytes | None) -> tuple[str, str] | None:
     """
     Return C{(user, password)} from an C{Authorization} header value, or
     L{None} when there is no header, refusing anything malformed or oversized
-    before any hashing is done.
+    before any hashing is done (L{credentials_of}, L{decode_password}).
 
-    The password is decoded as UTF-8 when it is valid UTF-8 and as latin-1
-    otherwise (old clients send latin-1), so every byte string is a password;
-    the user name must be UTF-8 without control characters.
-
-    @param header: the raw header value, or L{None}.
     @raise MalformedCredentials: the header is not C{Basic <base64>} of
         C{user:password} within the size limits.
     """
@@ -85,9 +74,9 @@ def parse_basic(header: bytes | None) -> tuple[str, str] | None:
 def credentials_of(user_bytes: bytes, password_bytes: bytes) -> tuple[str, str]:
     """
     C{(user, password)} of a user name and password as sent (in an
-    C{Authorization} header, or the login form's fields), refusing what no
-    user could have: an empty or oversized name, one with control
-    characters or not UTF-8, an oversized password.
+    C{Authorization} header, or the login form's fields), refusing what no user
+    could have: an empty or oversized name, one with control characters or not
+    UTF-8, an oversized password.
 
     @raise MalformedCredentials: naming what is wrong, never quoting it.
     """

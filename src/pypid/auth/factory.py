@@ -1,9 +1,7 @@
 """
-The access gate's parts built from the configuration (its rules, its
-password verifier and directory, its API tokens), and trusted publishing
-(its ID token checks and the client the issuers' keys are fetched with):
-what the daemon builds at the start and again on C{SIGHUP}
-(L{pypid.web.identity.identity_part.IdentityPart}).
+The access gate's parts built from the configuration (its rules, password
+verifier and directory, API tokens), trusted publishing and single sign-on:
+what the daemon builds at the start and again on C{SIGHUP}.
 """
 
 from __future__ import annotations
@@ -41,14 +39,7 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class GateMaterials:
-    """
-    What the access gate is made of, from one configuration.
-
-    @ivar model: the L{AccessModel} of its rules.
-    @ivar verifier: a new L{PasswordVerifier} of its users (an empty cache;
-        with the directory of C{[ldap]}, if any).
-    @ivar tokens: its L{pypid.auth.tokens.TokenBook}.
-    """
+    """What the access gate is made of, from one configuration (a new verifier: empty cache)."""
 
     model: AccessModel
     verifier: PasswordVerifier
@@ -63,17 +54,12 @@ def make_gate_materials(config: Config, reactor: IReactorTime,
     """
     The L{GateMaterials} of a configuration.
 
-    @param hashing: the thread pool passwords are checked in.
     @param tokens: the token book to keep (a reload whose token file is the
-        same: the book in memory is what the daemon wrote), or L{None} to
-        read C{[auth] tokens}.
+        same), or L{None} to read C{[auth] tokens}.
     @param held: C{held(user)}: why a directory user's name is held here by
-        a person of another source, or L{None} (one name, one
-        person); L{None} for no such check.
-    @param share: in a worker of a machine, makes the token file's
-        L{pypid.storage.folder.shared_file.SharedFile}.
-    @raise StartupError: when the token file or C{[ldap] ca_bundle} cannot
-        be used (one line).
+        a person of another source, or L{None}; L{None} for no such check.
+    @param share: in a worker of a machine, makes the token file's shared file.
+    @raise StartupError: the token file or C{[ldap] ca_bundle} cannot be used.
     """
     directory = None
     if config.ldap.url:
@@ -97,9 +83,8 @@ def make_gate_materials(config: Config, reactor: IReactorTime,
 
 def directory_key(config: Config) -> str | None:
     """
-    What names C{[ldap]}'s directory for the sessions and tokens of its
-    users (its servers and where its users are): a reload that points
-    elsewhere ends them. L{None} without a directory.
+    What names C{[ldap]}'s directory for its users' sessions and tokens: a
+    reload that points elsewhere ends them. L{None} without a directory.
     """
     return config.ldap.key
 
@@ -117,8 +102,7 @@ def outside_logins(config: Config) -> OutsideLogins:
 def load_tokens(config: Config, clock: IReactorTime,
                 share: ShareFile | None = None) -> TokenBook:
     """
-    The API tokens, read once at start-up (a small file); in a worker of
-    a machine, the file as the workers share it (C{share}).
+    The API tokens, read once at start-up (in a worker, the file as shared).
 
     @raise StartupError: when the file cannot be read or used (one line).
     """
@@ -137,11 +121,7 @@ def load_tokens(config: Config, clock: IReactorTime,
 
 
 def make_publishing(config: Config, reactor: IReactorTime) -> TrustedPublishing:
-    """
-    Trusted publishing (C{[oidc]}, C{[publishers]}): the ID token checks,
-    the issuers' keys, fetched with a client of its own, and the minted
-    tokens.
-    """
+    """Trusted publishing (C{[oidc]}, C{[publishers]}), with an HTTP client of its own."""
     from pypid.auth.oidc import TrustedPublishing
     return TrustedPublishing(config.oidc.settings(config.publishers),
                              make_oidc_http(config, reactor), reactor)
@@ -179,10 +159,8 @@ def _oidc_client_settings(config: Config) -> tuple[str | None, str | None, float
 def reloaded_oidc_http(old: Config, new: Config,
                        reactor: IReactorTime) -> HTTPClient | None:
     """
-    The client trusted publishing takes on a reload from the configuration
-    C{old} to C{new}: a new one when its settings changed, or when C{old}
-    needed none (L{make_oidc_http} made none) and C{new} may; else L{None},
-    to keep the one it has.
+    The client trusted publishing takes on a reload: a new one when its
+    settings changed or C{old} needed none; else L{None}, to keep its own.
     """
     if _oidc_client_settings(new) != _oidc_client_settings(old) or not _oidc_http_needed(old):
         return make_oidc_http(new, reactor)
@@ -197,34 +175,34 @@ def _oidc_http_needed(config: Config) -> bool:
 
 def make_oidc_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
     """
-    The treq client the issuers' keys are fetched with: C{[oidc] ca_bundle},
-    else C{[pypid] ca_bundle}, else the system's roots.
+    The treq client the issuers' keys are fetched with, or L{None} when there
+    is no issuer and no bundle (treq stays unimported: 11 ms of the start).
 
-    @return: the client, or L{None} when there is no issuer and no bundle
-        (nothing would use it or could fail: treq stays unimported, 11 ms
-        of the start).
-    @raise StartupError: when a bundle cannot be used (at start-up, and on
-        a reload, which is then refused).
+    @raise StartupError: when a bundle cannot be used (a reload is refused).
     """
     if not _oidc_http_needed(config):
         return None
+    return _http_client(config, reactor, "oidc", config.oidc.ca_bundle, config.oidc.timeout)
+
+
+def _http_client(config: Config, reactor: IReactorTime, section: str, bundle: str | None,
+                 timeout: float) -> HTTPClient:
+    """A treq client checking HTTPS with C{bundle} (C{[section] ca_bundle}), else C{[pypid]}'s."""
     from pypid.http.client import https_policy, make_http, outbound_policy
-    bundle = config.oidc.ca_bundle
     if bundle is None:
-        return make_http(reactor, config.oidc.timeout, connections=2,
-                         policy=outbound_policy(config))[0]
-    try:
-        policy = https_policy(bundle, config.held)
-    except ValueError as e:
-        raise StartupError(f"{config.where('oidc', 'ca_bundle')}: {e}")
-    return make_http(reactor, config.oidc.timeout, connections=2, policy=policy)[0]
+        policy = outbound_policy(config)
+    else:
+        try:
+            policy = https_policy(bundle, config.held)
+        except ValueError as e:
+            raise StartupError(f"{config.where(section, 'ca_bundle')}: {e}")
+    return make_http(reactor, timeout, connections=2, policy=policy)[0]
 
 
 def make_sso(config: Config, reactor: IReactorTime, hub: Hub = LONE) -> SingleSignOn:
     """
-    Single sign-on (C{[sso]}): the provider's client, with its secret and
-    a treq client of its own (none without C{[sso] issuer}); in a worker of
-    a machine, its logins under way told to the others through C{hub}.
+    Single sign-on (C{[sso]}), with its secret and an HTTP client of its own;
+    in a worker of a machine, its logins under way told to the others (C{hub}).
 
     @raise StartupError: the secret's file or a bundle cannot be used.
     """
@@ -235,31 +213,18 @@ def make_sso(config: Config, reactor: IReactorTime, hub: Hub = LONE) -> SingleSi
 
 def make_sso_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
     """
-    The treq client the provider is asked with: its HTTPS checked with
-    C{[sso] ca_bundle}, else C{[pypid] ca_bundle}, else the system's
-    roots; L{None} without a provider.
+    The treq client the provider is asked with; L{None} without a provider.
 
     @raise StartupError: the bundle cannot be used.
     """
     sso = config.sso
     if sso.issuer is None:
         return None
-    from pypid.http.client import https_policy, make_http, outbound_policy
-    if sso.ca_bundle is None:
-        return make_http(reactor, sso.timeout, connections=2,
-                         policy=outbound_policy(config))[0]
-    try:
-        policy = https_policy(sso.ca_bundle, config.held)
-    except ValueError as e:
-        raise StartupError(f"{config.where('sso', 'ca_bundle')}: {e}")
-    return make_http(reactor, sso.timeout, connections=2, policy=policy)[0]
+    return _http_client(config, reactor, "sso", sso.ca_bundle, sso.timeout)
 
 
 def reloaded_sso_http(old: Config, new: Config, reactor: IReactorTime) -> HTTPClient | None:
-    """
-    The client single sign-on takes on a reload: a new one when its
-    settings changed or C{old} had none, else L{None} (it keeps its own).
-    """
+    """Single sign-on's new client at a reload: when its settings changed or C{old} had none."""
     def settings(config: Config) -> tuple[object, ...]:
         return (config.sso.issuer is None, config.sso.ca_bundle, config.server.ca_bundle,
                 config.sso.timeout)

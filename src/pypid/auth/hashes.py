@@ -1,12 +1,9 @@
 """
-Password hashes: making them, checking their format, and verifying a
-password against one.
+Password hashes: making them, and verifying a password against one.
 
-Passwords are stored as argon2id hashes (L{hash_password}, checked at
-configuration time by L{pypid.core.access.credential_syntax.parse_hash});
-bcrypt hashes from htpasswd files are accepted too. L{verify_hash} is blocking CPU work: the
-L{pypid.auth.verifier.PasswordVerifier} runs it in a thread pool. The dummy
-hashes let an unknown user cost what a known one does.
+Passwords are stored as argon2id hashes (L{hash_password}); bcrypt hashes from
+htpasswd files are accepted too. L{verify_hash} is blocking CPU work, run in a
+thread pool. The dummy hashes let an unknown user cost what a known one does.
 """
 
 from __future__ import annotations
@@ -25,36 +22,23 @@ from pypid.core.access.credential_syntax import HashShape, is_bcrypt, parse_hash
 
 #: The cost of new hashes: argon2id with 19 MiB, 2 passes and 1 lane, the
 #: setting OWASP's password storage guidance recommends.  See L{hash_password}.
-DEFAULT_PARAMETERS = Parameters(
-    type=Type.ID,
-    version=19,
-    salt_len=16,
-    hash_len=32,
-    time_cost=2,
-    memory_cost=19456,
-    parallelism=1,
-)
-
-
+DEFAULT_PARAMETERS = Parameters(type=Type.ID, version=19, salt_len=16, hash_len=32,
+                                time_cost=2, memory_cost=19456, parallelism=1)
 
 
 def hash_password(password: str, parameters: Parameters | None = None) -> str:
     """
     Return an argon2id hash of C{password} to put in the C{[users]} section.
 
-    The default cost (L{DEFAULT_PARAMETERS}) is OWASP's recommended argon2id
-    setting, 19 MiB and 2 passes, pinned here so a library upgrade does not
-    silently change it. Memory is what makes argon2 costly to attack, and
-    also what every verification costs the server: RFC 9106's profiles
-    (64 MiB, or 2 GiB) would make a fresh server's first login its largest
-    allocation, and a few concurrent logins a memory spike; 19 MiB times the
-    verification pool's size is a small, plannable bound. Verification reads
-    the cost from the hash itself, so hashes made with other costs keep
-    working.
+    The default cost (L{DEFAULT_PARAMETERS}) is pinned here so a library
+    upgrade does not silently change it. Memory is what makes argon2 costly to
+    attack, and also what every verification costs the server: RFC 9106's
+    profiles (64 MiB, or 2 GiB) would make a fresh server's first login its
+    largest allocation; 19 MiB times the verification pool's size is a small,
+    plannable bound. Verification reads the cost from the hash itself, so
+    hashes made with other costs keep working.
 
-    @param password: the password.
-    @param parameters: the argon2 cost to use instead of the default; tests use
-        a tiny one to run fast.
+    @param parameters: the argon2 cost instead of the default (tests use a tiny one).
     @raise ValueError: the password is empty or longer than
         L{MAX_PASSWORD_BYTES} bytes of UTF-8.
     """
@@ -71,28 +55,21 @@ def hash_password(password: str, parameters: Parameters | None = None) -> str:
 
 def make_dummy_hash(shape: HashShape) -> str:
     """
-    Return a well-formed argon2id hash of nothing, with C{shape}'s cost.
-
-    Its salt and digest are random, so verifying any password against it
-    costs a full argon2 computation and fails; building it costs nothing,
-    unlike hashing, so start-up and reloads do not block the reactor.
+    A well-formed argon2id hash of nothing, with C{shape}'s cost: its salt and
+    digest are random, so verifying any password against it costs a full
+    argon2 computation and fails, while building it costs nothing.
     """
 
     def b64(data: bytes) -> str:
         return base64.b64encode(data).rstrip(b"=").decode("ascii")
 
-    return (
-        f"$argon2id$v=19$m={shape.memory_cost},t={shape.time_cost},"
-        f"p={shape.parallelism}${b64(secrets.token_bytes(shape.salt_len))}"
-        f"${b64(secrets.token_bytes(shape.hash_len))}"
-    )
+    return (f"$argon2id$v=19$m={shape.memory_cost},t={shape.time_cost},"
+            f"p={shape.parallelism}${b64(secrets.token_bytes(shape.salt_len))}"
+            f"${b64(secrets.token_bytes(shape.hash_len))}")
 
 
 def dummy_shape(hashes: Iterable[str]) -> HashShape:
-    """
-    Return the most common cost among C{hashes} (the default when there are
-    none), so an unknown user costs what a typical known one does.
-    """
+    """The most common cost among C{hashes} (else the default): an unknown user's cost."""
     counts = collections.Counter(parse_hash(value) for value in hashes
                                  if not is_bcrypt(value))
     if counts:
@@ -109,10 +86,10 @@ BROKEN = "broken"
 
 def make_dummy_bcrypt(cost: int) -> str:
     """
-    A bcrypt hash of a random secret: checking any password against it
-    costs what a real check does, and fails. Made once, at start-up (one
-    bcrypt computation), because a hash with random characters is usually
-    refused by bcrypt at once, which would give unknown users away.
+    A bcrypt hash of a random secret: checking any password against it costs
+    what a real check does, and fails. Made once, at start-up (one bcrypt
+    computation), because a hash with random characters is usually refused by
+    bcrypt at once, which would give unknown users away.
     """
     return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost)).decode("ascii")
 

@@ -1,13 +1,11 @@
 """
 Reading an OIDC ID token (a compact JWS) and checking it: its algorithm
-(L{check_algorithm}), its signature by a key of its issuer
-(L{signed_claims}) and its claims (L{check_claims}). Trusted publishing
-(L{pypid.auth.oidc}) and single sign-on (L{pypid.auth.sso}) both read
-tokens so; the keys are L{pypid.auth.issuer_keys}'s.
+(L{check_algorithm}), its signature by a key of its issuer (L{signed_claims})
+and its claims (L{check_claims}), for trusted publishing and single sign-on
+alike.
 
-The JWT library is joserfc: its keys are typed, so an algorithm only
-verifies with a key of its own type and curve, and its validators take the
-time as an argument. It is imported where tokens are read, not here.
+The JWT library is joserfc (imported where tokens are read): its keys are
+typed, so an algorithm only verifies with a key of its own type and curve.
 """
 
 from __future__ import annotations
@@ -52,11 +50,7 @@ def read_unverified(text: object) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def check_algorithm(header: Mapping[str, Any]) -> str:
-    """
-    The token's C{alg}, when it is one of L{ALGORITHMS}.
-
-    @raise TokenRefused: for C{none}, any HMAC algorithm, or anything else.
-    """
+    """The token's C{alg}, if one of L{ALGORITHMS}; L{TokenRefused} for C{none}, HMAC, others."""
     alg = header.get("alg")
     if not isinstance(alg, str) or not alg:
         raise TokenRefused("the token names no algorithm (alg)")
@@ -75,10 +69,8 @@ def check_claims(claims: Mapping[str, Any], url: str, audience: str, now: float,
                  leeway: float) -> None:
     """
     Check the signed claims: C{iss}, C{aud}, C{exp}, C{nbf} and C{iat} (with
-    C{leeway} seconds), and that C{jti} and C{sub} are there; in that
-    order, so the message does not depend on the token's key order.
-
-    @raise TokenRefused: saying which claim is wrong.
+    C{leeway} seconds), and that C{jti} and C{sub} are there; in that order,
+    so the message does not depend on the token's key order (L{TokenRefused}).
     """
     from joserfc import errors as jose_errors
     from joserfc import jwt
@@ -121,9 +113,8 @@ def check_claims(claims: Mapping[str, Any], url: str, audience: str, now: float,
 async def signed_claims(text: str, header: Mapping[str, Any], alg: str,
                         issuer: IssuerKeys) -> dict[str, Any]:
     """
-    The claims of the compact JWS C{text}, once its signature verifies
-    with the key of C{issuer} its header names (C{alg} already allowed:
-    L{check_algorithm}). Its claims are not checked here.
+    The claims of the compact JWS C{text}, not checked, once its signature
+    verifies with the key of C{issuer} its header names (C{alg} allowed).
 
     @raise TokenRefused: no such key, or a signature that does not verify.
     @raise IssuerUnavailable: the issuer's keys cannot be had now.
@@ -150,10 +141,9 @@ async def signed_claims(text: str, header: Mapping[str, Any], alg: str,
 
 #: The longest an ID token may be valid (C{exp - iat}), and the oldest
 #: (C{iat}) it may be: CI systems' tokens live minutes (GitHub's) to the
-#: length of a job (GitLab's, an hour by default). The replay cache is
-#: per process (see L{pypid.auth.publisher_tokens.ReplayCache}), so this
-#: bounds how long a stolen token could be used again after a restart or
-#: on another instance.
+#: length of a job (GitLab's, an hour by default). The replay cache is per
+#: process, so this bounds how long a stolen token could be used again
+#: after a restart or on another instance.
 MAX_ID_TOKEN_LIFETIME = 2 * 3600
 
 

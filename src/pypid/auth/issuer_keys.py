@@ -1,10 +1,10 @@
 """
-An OIDC issuer's signature keys: its discovery document and JWKS, fetched
-under a deadline and a size bound, kept, and fetched again for an unknown
-C{kid} at most once per C{min_refresh} (L{IssuerKeys}); and how an issuer
-is asked for a JSON object (L{request_json}), which single sign-on uses
-for its token and userinfo endpoints too. joserfc and treq are imported
-where keys are read, not with the module (as in L{pypid.auth.id_tokens}).
+An OIDC issuer's signature keys: its discovery document and JWKS, fetched under
+a deadline and a size bound, kept, and fetched again for an unknown C{kid} at
+most once per C{min_refresh} (L{IssuerKeys}); and how an issuer is asked for a
+JSON object (L{request_json}), as single sign-on's token and userinfo endpoints
+are too. joserfc and treq are imported where keys are read, not with the
+module.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,23 +41,20 @@ MAX_DISCOVERY_SIZE = 64 << 10
 MAX_JWKS_SIZE = 256 << 10
 #: The most keys of one JWKS kept.
 MAX_KEYS = 100
-#: The most exchanges waiting at once for one fetch of an issuer's keys
-#: (L{IssuerKeys}); past it they are refused (L{IssuerBusy}), so clients
-#: sending tokens of an issuer that hangs cannot pile up requests for the
-#: whole fetch's deadline. Only a fetch makes an exchange wait: with the
-#: keys at hand, verifying ends at once.
+#: The most exchanges waiting at once for one fetch of an issuer's keys;
+#: past it they are refused (L{IssuerBusy}), so clients sending tokens of an
+#: issuer that hangs cannot pile up requests for the fetch's whole deadline.
 MAX_WAITERS = 100
 
 
 def import_jwks(data: object) -> dict[str, Key]:
     """
-    The signature keys of a JWKS document, by C{kid}: keys without a
-    C{kid}, meant for encryption, of a type pypid does not use (C{oct}
-    above all) or too weak, and entries that are not keys, are left out.
+    The signature keys of a JWKS document, by C{kid}: keys without a C{kid},
+    meant for encryption, of a type pypid does not use (C{oct} above all) or
+    too weak, and entries that are not keys, are left out.
 
     @raise ValueError: when C{data} is no JWKS at all.
     """
-    # (imported here, not with the module: see the module's docstring)
     from joserfc import errors as jose_errors
     from joserfc.jwk import RSAKey, import_key
 
@@ -86,16 +83,13 @@ def import_jwks(data: object) -> dict[str, Key]:
 @attrs.define
 class IssuerKeys:
     """
-    One issuer's signature keys: its discovery document
-    (C{URL/.well-known/openid-configuration}) gives C{jwks_uri}, whose JWKS
-    is kept for C{ttl} seconds. An unknown C{kid} fetches them again (the
-    issuer rotated its keys), but no fetch starts less than C{min_refresh}
-    seconds after the last one, and concurrent needs share one fetch, at
-    most C{max_waiters} of them (the others are refused, L{IssuerBusy},
-    or use the keys at hand); when a fetch fails, the keys already known
-    are used.
+    One issuer's signature keys: its discovery document gives C{jwks_uri},
+    whose JWKS is kept for C{ttl} seconds. An unknown C{kid} fetches them again
+    (the issuer rotated its keys), but no fetch starts less than C{min_refresh}
+    seconds after the last, and concurrent needs share one fetch, at most
+    C{max_waiters} of them (the others are refused, L{IssuerBusy}, or use the
+    keys at hand); when a fetch fails, the keys already known are used.
 
-    @ivar name: the issuer's name in C{[oidc] issuers}.
     @ivar url: the issuer, as its tokens' C{iss} say it.
     """
 
@@ -171,8 +165,8 @@ class IssuerKeys:
 
     def _refresh(self, now: float) -> Deferred[None]:
         """
-        A L{Deferred} firing once the keys were fetched again (or failing
-        with L{IssuerUnavailable}), or at once when a fetch started less than
+        A L{Deferred} firing once the keys were fetched again (or failing with
+        L{IssuerUnavailable}), or at once when a fetch started less than
         C{min_refresh} ago.
         """
         waiter: Deferred[None]
@@ -186,7 +180,7 @@ class IssuerKeys:
         if self._started is not None and now - self._started < self.min_refresh:
             if not self.keys and self._error is not None:
                 raise IssuerUnavailable(self._error)
-            return _done()
+            return succeed(None)
         waiter = Deferred()
         self._waiters.append(waiter)
         self._started = now
@@ -225,8 +219,7 @@ class IssuerKeys:
                                     "https jwks_uri")
         if self.same_host and \
                 urlsplit(jwks_uri).netloc.lower() != urlsplit(self.url).netloc.lower():
-            # (the issuer is trusted, but a document that sends pypid to
-            # another host would make it a client of any address it names)
+            # (a document sending pypid to another host would make it a client of any)
             raise IssuerUnavailable(f"the jwks_uri of the issuer {self.name} is not on its "
                                     f"host ({short(jwks_uri)})")
         document = await self._get_json(jwks_uri, MAX_JWKS_SIZE, "JWKS")
@@ -253,18 +246,16 @@ async def request_json(http: HTTPClient, clock: IReactorTime, timeout: float, me
                        headers: Mapping[str, str] | None = None,
                        codes: tuple[int, ...] = (200,)) -> tuple[int, dict[str, Any]]:
     """
-    Ask an issuer for a JSON object (its answer read to C{limit} bytes at
-    most, the whole exchange within C{timeout} seconds, never following a
-    redirect), with C{data} as a form's body.
+    Ask an issuer for a JSON object (its answer read to C{limit} bytes at most,
+    the whole exchange within C{timeout} seconds, never following a redirect),
+    with C{data} as a form's body.
 
     @param where: what is asked, for messages (C{"the JWKS of the issuer ci"}).
     @param codes: the statuses whose body is read (others are refused).
-    @return: C{(status, object)}.
     @raise IssuerUnavailable: saying why it cannot be had.
     """
-    sent: dict[bytes | str, list[bytes | str]] = {"Accept": ["application/json"]}
-    for name, value in (headers or {}).items():
-        sent[name] = [value]
+    sent: dict[bytes | str, list[bytes | str]] = {
+        "Accept": ["application/json"], **{k: [v] for k, v in (headers or {}).items()}}
     current = http.request(method, url, headers=sent, data=dict(data) if data else None,
                            allow_redirects=False, unbuffered=True)
     holder: list[Deferred[Any]] = [current]
@@ -296,9 +287,3 @@ async def request_json(http: HTTPClient, clock: IReactorTime, timeout: float, me
     if not isinstance(document, dict):
         raise IssuerUnavailable(f"{where} is not a JSON object")
     return response.code, document
-
-
-def _done() -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    d.callback(None)
-    return d

@@ -2,38 +2,30 @@
 Directory users: passwords checked, and groups read, in an LDAP directory
 (OpenLDAP, Active Directory), without blocking the reactor.
 
-A user name that is not in C{[users]} (nor the htpasswd file) is looked up
-in the directory of C{[ldap]}: a search for its entry, a bind as that entry
-with the password, and a search of its groups (the pypid groups of the
-L{pypid.auth.verifier.Identity}). The verifier asks L{Directory.check} only
-for checks its cache cannot answer; the login throttle and the cost of
-unknown names stay its business.
+A user name not in C{[users]} is looked up in the directory of C{[ldap]}: a
+search for its entry, a bind as that entry with the password, and a search of
+its groups. The verifier asks only what its cache cannot answer; the login
+throttle and the cost of unknown names stay its business.
 
-Which library: ldaptor, Twisted's own LDAP protocol (pure Python), so a
-check is a few Deferreds on the reactor and a directory that hangs holds no
-thread (its cost: C{docs/performance.rst}). It is little maintained, so
-only its stable core is used: the BER codec and C{LDAPClient}'s matching of
-answers to requests; not its filter parser, which uses pyparsing's
-deprecated names and decodes an escaped UTF-8 sequence byte by byte as
-Latin-1 (pypid's own is L{pypid.core.access.ldap_syntax}), nor its
-C{startTLS}, which calls the global reactor and does not wait for the
-handshake (L{_start_tls}). python-ldap has no wheel for Linux (a C
-compiler and the OpenLDAP headers on every machine) and would hold a
-thread of the pool for each check, for the whole timeout when the
-directory hangs.
+Which library: ldaptor, Twisted's own LDAP protocol (pure Python), so a check
+is a few Deferreds on the reactor and a directory that hangs holds no thread;
+python-ldap has no wheel for Linux and would hold a pool thread per check. As
+ldaptor is little maintained, only its stable core is used (the BER codec and
+C{LDAPClient}'s matching of answers): not its filter parser, which decodes an
+escaped UTF-8 sequence byte by byte as Latin-1, nor its C{startTLS}, which
+calls the global reactor and does not wait for the handshake (L{_start_tls}).
 
-A directory that cannot be reached (refused, timed out, TLS failed, the
-service account refused) fails the check with
-L{pypid.auth.verifier.DirectoryUnavailable}: C{503} and C{Retry-After},
-never C{401}, which would make clients forget good credentials. A server
-that failed rests L{RETRY_AFTER} seconds (the next URL is tried), so an
-outage does not hold a check, and a pending place, for the whole timeout.
+A directory that cannot be reached fails the check with
+L{pypid.auth.verifier.DirectoryUnavailable}: C{503} and C{Retry-After}, never
+C{401}, which would make clients forget good credentials. A server that failed
+rests L{RETRY_AFTER} seconds (the next URL is tried), so an outage does not
+hold a check, and a pending place, for the whole timeout.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -97,11 +89,8 @@ class _Refused(Exception):
 
 
 def _expected() -> tuple[type[BaseException], ...]:
-    """
-    What a server that cannot be used fails with (logged as a warning, no
-    traceback). (pyOpenSSL is imported on first use, not by the
-    configuration's checks.)
-    """
+    """What a server that cannot be used fails with (a warning, no traceback)."""
+    # (pyOpenSSL is imported on first use, not by the configuration's checks)
     from OpenSSL.SSL import Error as TLSError
     from service_identity import VerificationError
     return (ConnectError, ConnectionLost, ConnectionDone, TimeoutError, CancelledError,
@@ -114,12 +103,9 @@ class Directory:
     Check a user's password by binding as their entry, and read their
     groups, in the directory of C{[ldap]}.
 
-    @ivar _tls: C{tls(host, port)} returns the client TLS connection
-        creator of a server: certificates and host names verified against
-        C{ca_bundle} (see L{pypid.http.client.https_policy}).
     @ivar _connect: C{connect(server) -> Deferred} of a connected ldaptor
         C{LDAPClient} (TLS already wrapped for C{ldaps://}); by default
-        L{_connect_endpoint}, through Twisted's endpoints.
+        L{_connect_endpoint}.
     """
 
     _settings: LDAPConfig = attrs.field(repr=False)
@@ -145,27 +131,22 @@ class Directory:
         """
         Check C{password} as the directory's user C{user}.
 
-        @return: a L{Deferred} firing with the user's directory groups (a
-            frozenset of names) when the password is theirs, or L{None}
-            when it is not or no such user is found; failing with
-            L{DirectoryUnavailable} when no server could answer.
+        @return: a L{Deferred} firing with the user's directory groups when
+            the password is theirs, or L{None} when it is not or no such user
+            is found; failing with L{DirectoryUnavailable} when no server could answer.
         """
         if not password:
-            # An LDAP bind with a DN and no password is an "unauthenticated
-            # bind" (RFC 4513 5.1.2), which many servers answer with success.
+            # (a bind with a DN and no password is an "unauthenticated bind", RFC
+            # 4513 5.1.2, which many servers answer with success)
             return succeed(None)
         return Deferred.fromCoroutine(self._across(
             lambda client, server: self._converse(client, server, user, password)))
 
     def knows(self, user: str) -> Deferred[bool]:
         """
-        Whether the directory has a user of exactly the name C{user} (its
-        entry found by the service account's search, as a login finds it;
-        no password asked): a person of single sign-on is refused a name
-        the directory's user holds.
-
-        @return: a L{Deferred} firing with C{True} or C{False}; failing
-            with L{DirectoryUnavailable} when no server could answer.
+        Whether the directory has a user of exactly the name C{user}, found as
+        a login finds it, without a password (single sign-on is refused a name
+        the directory's user holds); failing with L{DirectoryUnavailable}.
         """
         return Deferred.fromCoroutine(self._across(
             lambda client, server: self._find(client, server, user)))
@@ -173,12 +154,8 @@ class Directory:
     def groups_of(self, user: str) -> Deferred[frozenset[str] | None]:
         """
         The directory groups of its user C{user} now, read by the service
-        account (no password: a browser session's groups follow the
-        directory within C{cache_ttl}); L{None} when the directory
-        has no such user any more.
-
-        @return: a L{Deferred} failing with L{DirectoryUnavailable} when no
-            server could answer.
+        account (a browser session's groups follow the directory within
+        C{cache_ttl}); L{None}: no such user any more. Fails as L{knows}.
         """
         return Deferred.fromCoroutine(self._across(
             lambda client, server: self._read_groups(client, server, user)))
@@ -198,13 +175,13 @@ class Directory:
         entries = await _search(client, settings.group_base,
                                 fill_filter(settings.group_filter, user=user, dn=dn),
                                 [settings.group_name_attribute], 0)
-        return frozenset(_group_names(entries, settings.group_name_attribute))
+        return frozenset(name for _dn, attributes in entries
+                         for name in _values(attributes, settings.group_name_attribute))
 
     async def _across(self, work: Callable[[_Ldaptor, LDAPServer], Awaitable[_T]]) -> _T:
         """
         C{work(client, server)} on a new connection to the first server up,
-        the next one when it cannot be used (each such server then rests
-        for L{RETRY_AFTER} seconds).
+        the next one when it cannot be used (which then rests L{RETRY_AFTER}).
 
         @raise DirectoryUnavailable: no server could answer.
         """
@@ -236,9 +213,8 @@ class Directory:
     async def _on(self, server: LDAPServer,
                   work: Callable[[_Ldaptor, LDAPServer], Awaitable[_T]]) -> _T:
         """
-        C{work} on one new connection to C{server}, closed at once after
-        (no unbind, no TLS goodbye to wait for: RFC 4511 lets a client just
-        close).
+        C{work} on one new connection to C{server}, closed at once after (no
+        unbind, no TLS goodbye: RFC 4511 lets a client just close).
         """
         client = await self._connect(server)
         try:
@@ -261,11 +237,10 @@ class Directory:
 
     def _the_one(self, found: list[_Entry], user: str) -> bool:
         """
-        Whether the search found one entry, whose own spelling of its name
-        is C{user}: the directory matches names ignoring case, spaces and
-        width (ALICE, " alice", full-width letters all find alice), and
-        only the entry's own spelling is a login, so that each user has one
-        name (throttle, audit, rules).
+        Whether the search found one entry, whose own spelling of its name is
+        C{user}: the directory matches names ignoring case, spaces and width
+        (ALICE, " alice" find alice), and only the entry's own spelling is a
+        login, so that each user has one name (throttle, audit, rules).
         """
         return len(found) == 1 and user in _values(found[0][1],
                                                    self._settings.user_name_attribute)
@@ -284,8 +259,7 @@ class Directory:
             log.warn("More than one directory entry matches a user name; refused "
                      "(make [ldap] user_filter match one entry per name)")
         if not self._the_one(found, user):
-            # (a bind as no one, so that an unknown name costs what a
-            # wrong password does)
+            # (a bind as no one, so an unknown name costs what a wrong password does)
             await _bind(client, "cn=pypid-no-such-user," + user_base, password)
             log.info("Directory authentication attempt for an unknown user name")
             return None
@@ -301,10 +275,7 @@ class Directory:
         return await self._groups(client, user, dn)
 
     async def _bind_service(self, client: _Ldaptor, again: bool = False) -> None:
-        """
-        Bind as the service account; without one, stay anonymous (or become
-        anonymous C{again} after a user's bind).
-        """
+        """Bind as the service account; without one, stay (or become C{again}) anonymous."""
         settings = self._settings
         if settings.bind_dn is None:
             if again:
@@ -332,8 +303,7 @@ class Directory:
 async def _start_tls(client: _Ldaptor, creator: IOpenSSLClientConnectionCreator) -> None:
     """
     StartTLS (RFC 4511 4.14): ask, then start TLS on the connection. The
-    handshake completes with the next request, whose failure (a certificate
-    that is not trusted, a wrong host name) fails the check.
+    handshake completes with the next request, whose failure fails the check.
     """
     response = await client.send(pureldap.LDAPStartTLSRequest())
     if response.resultCode != SUCCESS:
@@ -358,11 +328,9 @@ async def _bind(client: _Ldaptor, dn: str, password: str) -> bool:
 async def _search(client: _Ldaptor, base: str, search_filter: _Ldaptor, attributes: list[str],
                   size_limit: int) -> list[_Entry]:
     """
-    A whole-subtree search: C{[(dn, [(attribute, [values])])]}, referrals
-    left aside.
+    A whole-subtree search: C{[(dn, [(attribute, [values])])]}, no referrals.
 
-    @raise _Refused: when the search ends with an error (a base DN that
-        does not exist, say).
+    @raise _Refused: the search ends with an error (no such base DN, say).
     """
     entries: list[_Entry] = []
     done: Deferred[_Ldaptor] = Deferred()
@@ -396,17 +364,8 @@ async def _search(client: _Ldaptor, base: str, search_filter: _Ldaptor, attribut
     return entries
 
 
-def _group_names(entries: Iterable[_Entry], attribute: str) -> Iterator[str]:
-    """The values of C{attribute} (any case) of the group entries found."""
-    for _dn, attributes in entries:
-        yield from _values(attributes, attribute)
-
-
 def _values(attributes: Iterable[tuple[Any, Iterable[Any]]], attribute: str) -> list[str]:
-    """
-    The values, as text, of C{attribute} (its name in any case) among an
-    entry's C{attributes}; values that are not UTF-8 are left out.
-    """
+    """The values, as text, of C{attribute} (any case) among C{attributes}; not UTF-8: left out."""
     wanted = attribute.lower()
     result: list[str] = []
     for name, values in attributes:
@@ -445,8 +404,7 @@ def _describe(error: BaseException, timeout: float, host: str) -> str:
 def tls_creators(ca_bundle: str | None, held: Mapping[str, str] | None = None) -> TLSCreators:
     """
     C{tls(host, port)}: the client TLS settings of a directory server,
-    certificates and host names verified against C{ca_bundle} (or the
-    system's roots when L{None}).
+    verified against C{ca_bundle} (or the system's roots when L{None}).
 
     @raise ValueError: when the bundle cannot be used.
     """
@@ -465,10 +423,7 @@ def make_directory(settings: LDAPConfig, reactor: IReactorTime,
     """
     The L{Directory} of a C{[ldap]} section, or L{None} without C{url}.
 
-    @param fallback_ca: C{[pypid] ca_bundle}, used when C{[ldap] ca_bundle}
-        is empty.
-    @param held: the texts read with the configuration (the bundles' as
-        the machine took them: L{pypid.config.Config.held}).
+    @param fallback_ca: C{[pypid] ca_bundle}, used when C{[ldap] ca_bundle} is empty.
     @raise ValueError: when the CA bundle cannot be used.
     """
     if not settings.url:

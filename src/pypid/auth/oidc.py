@@ -1,7 +1,7 @@
 """
-Trusted publishing: a CI job trades the OIDC ID token its CI system signs
-for it for a pypid upload token that lives 15 minutes, so no long-lived
-upload secret is stored in CI.
+Trusted publishing: a CI job trades the OIDC ID token its CI system signs for
+it for a pypid upload token that lives 15 minutes, so no long-lived upload
+secret is stored in CI.
 
 The exchange (L{pypid.web.changes.token_exchange}) trusts a token only when:
 
@@ -10,19 +10,14 @@ The exchange (L{pypid.web.changes.token_exchange}) trusts a token only when:
     are refused by name first, so an C{HS256} token whose secret is the
     issuer's public key never reaches a key;
   - its C{iss} is one of C{[oidc] issuers}, and its C{kid} names a key of
-    that issuer's JWKS (L{IssuerKeys}: fetched under a deadline and a size
-    bound, cached, fetched again for an unknown C{kid} at most once per
-    C{jwks_min_refresh});
+    that issuer's JWKS (L{IssuerKeys});
   - the signature verifies, C{aud}, C{exp}, C{nbf} and C{iat} are right,
     and C{jti} and C{sub} are present;
   - its claims match a C{[publishers]} rule (L{PublisherRule}), which gives
     the projects; and its C{jti} was not seen before (L{ReplayCache}).
 
-The JWTs are read and checked by L{pypid.auth.id_tokens}, with the keys
-of L{pypid.auth.issuer_keys}; the C{jti}s exchanged and the tokens minted
-are kept by L{pypid.auth.publisher_tokens}. Nothing here blocks: a
-verification takes 0.13 to 0.23 ms, and junk is refused before any
-signature check.
+Nothing here blocks: a verification takes 0.13 to 0.23 ms, and junk is
+refused before any signature check.
 """
 
 from __future__ import annotations
@@ -73,13 +68,9 @@ def matching_rules(rules: Iterable[PublisherRule], issuer: str,
             closest = missing
     if matched:
         return matched
-    reasons: list[str] = []
-    for name in closest:
-        value = claims.get(name)
-        if value is None:
-            reasons.append(f"the token has no {name} claim")
-        else:
-            reasons.append(f"its {name} is {short(value)!r}, not the one the rule names")
+    reasons = [f"the token has no {name} claim" if claims.get(name) is None
+               else f"its {name} is {short(claims[name])!r}, not the one the rule names"
+               for name in closest]
     raise NoPublisher("no [publishers] rule matches this token: for the closest rule, "
                       + "; ".join(reasons))
 
@@ -88,22 +79,14 @@ def matching_rules(rules: Iterable[PublisherRule], issuer: str,
 
 @attrs.frozen
 class Verified:
-    """
-    A genuine ID token.
-
-    @ivar issuer: the issuer's name.
-    @ivar claims: the token's claims.
-    """
+    """A genuine ID token, and its issuer's name."""
 
     issuer: str
     claims: dict[str, Any]
 
     @property
     def publisher(self) -> str:
-        """
-        Who the token is from before any publisher matched it, as a refusal
-        names it (L{pypid.core.access.publishers.publisher_name}: its repository).
-        """
+        """Who the token is from before any publisher matched it, as a refusal names it."""
         return publisher_name(self.issuer, self.claims)
 
 
@@ -117,9 +100,8 @@ class Minted:
     publisher: str
 
 
-#: The claims of an ID token a minted token keeps (L{proof_of}): those that
-#: say where the CI job ran, which a Sigstore certificate of the same job
-#: repeats (GitHub Actions', GitLab CI's, Google's), so an upload's
+#: The claims of an ID token a minted token keeps (L{proof_of}): where the CI
+#: job ran, as a Sigstore certificate of the same job repeats, so an upload's
 #: attestations can be checked to come from that job.
 PROOF_CLAIMS = (
     "repository", "repository_id", "repository_owner_id", "workflow_ref", "job_workflow_ref",
@@ -144,12 +126,11 @@ def proof_of(claims: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 @attrs.define
 class TrustedPublishing:
     """
-    Verifies OIDC ID tokens and mints upload tokens for the publishers
-    they prove to be.
+    Verifies OIDC ID tokens and mints upload tokens for the publishers they
+    prove to be.
 
-    @ivar tokens: the L{PublisherTokens} minted (the access gate checks them).
-    @ivar _http: the treq client the issuers' keys are fetched with (L{None}
-        while no issuer is configured: L{reconfigure} gives one with the first).
+    @ivar _http: the client the issuers' keys are fetched with (L{None} while
+        no issuer is configured: L{reconfigure} gives one with the first).
     """
 
     settings: PublishingSettings
@@ -237,15 +218,13 @@ class TrustedPublishing:
         projects = tuple(dict.fromkeys(rule.pattern for rule in matched))
         publisher = publisher_name(verified.issuer, claims, matched[0])
         now = self._clock.seconds()
-        # (by the issuer's URL, which verify checked is the iss: a reload
-        # may rename the issuer, the token stays the same)
+        # (by the issuer's URL, the iss: a reload may rename the issuer)
         key = (claims["iss"], claims["jti"])
         if self.replays.seen(key, now):
             raise TokenRefused("this token was already exchanged (its jti was seen before): "
                                "ask the CI system for a new one")
         description = f"trusted publishing, {verified.issuer} jti {short(claims['jti'], 60)}"
-        # (as in [acl], the most specific entry naming a project decides: a
-        # glob this token matches gives way to an exact entry it does not)
+        # (as in [acl], the most specific entry naming a project decides)
         others = sorted({rule.pattern for rule in self.settings.rules} - set(projects))
         # (the room for its jti first: nothing to undo when there is none)
         self.replays.check(key, publisher, now)

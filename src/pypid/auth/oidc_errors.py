@@ -1,9 +1,7 @@
 """
-The refusals of an OIDC ID token exchange, shared by trusted publishing
-(L{pypid.auth.oidc}) and single sign-on (L{pypid.auth.sso}): each says why
-in its message, and its class gives the HTTP status the web side answers
-with. With them, how an untrusted value is shown in such a message
-(L{short}), and a time as the messages give it (L{format_time}).
+The refusals of an OIDC ID token exchange, shared by trusted publishing and
+single sign-on: each says why in its message, and its class gives the HTTP
+status; with how an untrusted value (L{short}) and a time are shown there.
 """
 
 from __future__ import annotations
@@ -30,11 +28,8 @@ class TooMany(IssuerUnavailable):
 
 class OverShare(TooMany):
     """
-    One publisher holds its share of the places, or mints faster than its
-    rate (429): the others are not held back.
-
-    @ivar retry_after: the seconds until it may mint again.
-    @ivar publisher: the publisher held back.
+    One publisher holds its share of the places, or mints faster than its rate
+    (429): the others are not held back. It may mint again in C{retry_after}.
     """
 
     def __init__(self, message: str, retry_after: float, publisher: str) -> None:

@@ -2,28 +2,20 @@
 Who may read and who may write which project: users, groups and per-project
 rules, in the manner of pypicloud's access control. Pure logic, no I/O.
 
-The configuration gives the defaults (C{[auth] read} and C{upload}), the
-groups (C{[groups] dev = alice bob}), the admins (C{[auth] admins}), and
-rules for projects by name or glob (C{[acl] acme-* = group:dev rw, user:ci
-r}). A project's rule is the one whose pattern names it most exactly: its
+A project's C{[acl]} rule is the one whose pattern names it most exactly: its
 exact name first, then the glob with the most literal characters, then the
-first in the file. A project that a rule covers is open to the principals
-the rule lists and to admins, and to no one else; other projects follow the
-defaults. Admins may do everything.
+first in the file. A project that a rule covers is open to the principals the
+rule lists (C{user:NAME}, C{group:NAME}, C{everyone}, C{authenticated}) and to
+admins, and to no one else; other projects follow the C{[auth]} defaults.
 
-Principals: C{user:NAME}, C{group:NAME}, and the built-in groups
-C{everyone} (anonymous clients too) and C{authenticated}.
+Each C{[index:NAME]} says who may read it and who may upload to it
+(L{IndexGrants}), checked before any project's rule; a rule may be for one
+index (C{[acl] release/acme-*}), and there it decides before the rules for
+every index.
 
-Several indexes: each C{[index:NAME]} says who may read it and
-who may upload to it (L{IndexGrants}), checked before any project's rule;
-a rule may be for one index (C{[acl] release/acme-*}), and there it
-decides before the rules for every index. The index of today's URLs,
-C{default}, without a section of its own, answers exactly as before.
-
-A group is one of C{[groups]}, or one the directory (C{[ldap]}) says a user
-is in: those are per user and change, so they come with each request's
-L{Identity} (C{groups}), and every check takes them as C{groups}; without
-a directory they are empty, and cost nothing.
+A group is one of C{[groups]}, or one the directory says a user is in: those
+change, so they come with each request's L{Identity}, and every check takes
+them as C{groups}.
 """
 
 from __future__ import annotations
@@ -44,19 +36,13 @@ from pypid.core.indexes.namespaces import NamespaceGrants
 @attrs.frozen
 class AccessModel:
     """
-    The permissions of one configuration: who must log in at all (the
-    C{[auth]} defaults), and who may read and write which project.
-
-    It only answers questions; the HTTP layer decides statuses (401 with a
-    Basic challenge when credentials are missing or wrong, 404 or 403 per
-    project).
+    The permissions of one configuration: who must log in at all (the C{[auth]}
+    defaults), and who may read and write which project. It only answers
+    questions; the HTTP layer decides statuses.
 
     @ivar read: C{"everyone"} or C{"authenticated"}: who reads projects no
         rule covers.
     @ivar upload: C{"authenticated"}: who writes projects no rule covers.
-    @ivar groups: C{{group: frozenset of user names}}.
-    @ivar admins: user names that may do everything.
-    @ivar rules: L{Rule}s.
     @ivar admin_groups: groups (of C{[groups]} or the directory) whose users
         may do everything (C{[auth] admins = group:NAME}).
     """
@@ -69,12 +55,11 @@ class AccessModel:
     admins: frozenset[str] = frozenset()
     rules: tuple[Rule, ...] = ()
     admin_groups: frozenset[str] = frozenset()
-    #: who may read and upload to each index of an C{[index:NAME]} section
-    #: (C{default} too when C{[index:default]} says); an index absent
-    #: follows C{read} and C{upload} above
+    #: who may read and upload to each index of an C{[index:NAME]} section;
+    #: an index absent follows C{read} and C{upload} above
     indexes: Mapping[str, IndexGrants] = attrs.field(factory=dict)
-    #: PEP 752's grants (C{[namespaces]}): who alone may create
-    #: projects of each namespace
+    #: PEP 752's grants (C{[namespaces]}): who alone may create projects of
+    #: each namespace
     namespaces: NamespaceGrants = attrs.field(factory=NamespaceGrants)
     # index -> project -> its rule (most projects are asked of the default)
     _rule_memo: dict[str, dict[str, Rule | None]] = attrs.field(factory=dict, eq=False,
@@ -83,9 +68,8 @@ class AccessModel:
     def may_enter(self, identity: Identity | None, permission: str,
                   index: str = DEFAULT_INDEX) -> bool:
         """
-        Whether C{identity} (L{None} for an anonymous request) may read the
-        index at all (C{permission} L{READ}) or upload at all (L{WRITE}),
-        before any project is named.
+        Whether C{identity} (L{None}: anonymous) may read (L{READ}) or upload
+        (L{WRITE}) to the index at all, before any project is named.
         """
         if index in self.indexes:
             if identity is None:
@@ -98,8 +82,8 @@ class AccessModel:
                      groups: AbstractSet[str] = frozenset()) -> bool:
         """
         Whether C{user} (in the directory C{groups}) has C{permission} on
-        C{index} as a whole (its C{[index:NAME]} grants; admins always; an
-        index without grants admits everyone, its projects deciding).
+        C{index} as a whole (admins always; an index without grants admits
+        everyone, its projects deciding).
         """
         grants = self.indexes.get(index)
         if grants is None or self.is_admin(user, groups):
@@ -108,10 +92,7 @@ class AccessModel:
 
     def principals(self, user: str | None,
                    groups: AbstractSet[str] = frozenset()) -> set[str]:
-        """
-        Every principal C{user} (L{None}: anonymous) stands for, with the
-        directory C{groups} it is in.
-        """
+        """Every principal C{user} (L{None}: anonymous), in the directory C{groups}, stands for."""
         found = {EVERYONE}
         if user is not None:
             found |= {AUTHENTICATED, f"user:{user}"}
@@ -136,9 +117,9 @@ class AccessModel:
 
     def rule_for(self, project: str, index: str = DEFAULT_INDEX) -> Rule | None:
         """
-        The L{Rule} that governs C{project} (a normalized name) in C{index},
-        or L{None}: the most specific of the rules for that index, else the
-        most specific of the rules for every index.
+        The L{Rule} that governs C{project} (normalized) in C{index}, or
+        L{None}: the most specific of that index's rules, else of the rules for
+        all.
         """
         memo = self._rule_memo.get(index)
         if memo is None:
@@ -157,10 +138,10 @@ class AccessModel:
     def allowed(self, user: str | None, project: str, permission: str,
                 groups: AbstractSet[str] = frozenset(), index: str = DEFAULT_INDEX) -> bool:
         """
-        Whether C{user} (in the directory C{groups}) has C{permission}
-        (C{"r"} or C{"w"}) on C{project} in C{index}: the index's grants
-        first, then the project's rule; a project no rule covers follows
-        the index's grants (or, for an index without any, C{[auth]}).
+        Whether C{user} (in the directory C{groups}) has C{permission} (C{"r"}
+        or C{"w"}) on C{project} in C{index}: the index's grants first, then
+        the project's rule; a project no rule covers follows the index's grants
+        (or, for an index without any, C{[auth]}).
         """
         if self.is_admin(user, groups):
             return True
@@ -180,27 +161,20 @@ class AccessModel:
 
     def may_read(self, user: str | None, project: str,
                  groups: AbstractSet[str] = frozenset(), index: str = DEFAULT_INDEX) -> bool:
-        """
-        Whether C{user} (in the directory C{groups}) may see C{project} in
-        C{index} (others get 404).
-        """
+        """Whether C{user} (in the directory C{groups}) may see C{project} in C{index}."""
         return self.allowed(user, project, READ, groups, index)
 
     def may_write(self, user: str | None, project: str,
                   groups: AbstractSet[str] = frozenset(), index: str = DEFAULT_INDEX) -> bool:
-        """
-        Whether C{user} (in the directory C{groups}) may upload to, yank or
-        delete in C{project} of C{index}.
-        """
+        """Whether C{user} (in C{groups}) may upload to, yank or delete in C{project}."""
         return self.allowed(user, project, WRITE, groups, index)
 
     def reads_everything(self, user: str | None,
                          groups: AbstractSet[str] = frozenset(),
                          index: str = DEFAULT_INDEX) -> bool:
         """
-        Whether C{user} (in the directory C{groups}) may read every project
-        of C{index} (so pages need no filtering): the common case, served
-        from the pre-rendered pages.
+        Whether C{user} (in the directory C{groups}) may read every project of
+        C{index}: the common case, served from the pre-rendered pages.
         """
         if self.is_admin(user, groups):
             return True

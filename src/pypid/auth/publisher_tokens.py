@@ -1,15 +1,13 @@
 """
-What trusted publishing keeps of its exchanges: the C{jti}s of the ID
-tokens exchanged (L{ReplayCache}), and the upload tokens minted
-(L{PublisherTokens}), each table shared out between publishers
+What trusted publishing keeps of its exchanges: the C{jti}s of the ID tokens
+exchanged (L{ReplayCache}), and the upload tokens minted (L{PublisherTokens}),
+each table shared out between publishers
 (L{pypid.core.access.shares.TableShares}).
 
-The minted tokens are kept in memory only: they live 15 minutes, and
-writing them would fill the token file and slow each mint. Each acts as
-C{publisher:<issuer name>:<repository>}
-(L{pypid.core.access.publishers.publisher_name}; a name no user can have,
-L{is_publisher}), upload only, on its rules' projects. That name keys its
-share of the tables (L{pypid.core.access.shares}).
+The minted tokens are kept in memory only: they live 15 minutes, and writing
+them would fill the token file and slow each mint. Each acts as
+C{publisher:<issuer name>:<repository>} (a name no user can have, which keys
+its share of the tables), upload only, on its rules' projects.
 """
 
 from __future__ import annotations
@@ -33,18 +31,15 @@ from pypid.core.access.shares import MintRate, TableShares
 _Replay = tuple[str, str]
 
 #: The most exchanged C{jti}s remembered at once (each until its token
-#: expires, two hours at most): about 270 bytes each, 27 MiB when full. Past it new exchanges
-#: are refused (L{TooMany}, a 503 with Retry-After) rather than a live C{jti} forgotten, which
-#: would let its token be exchanged again. They are shared between
-#: publishers as the minted tokens are (L{pypid.core.access.shares.TableShares}).
+#: expires, two hours at most): about 270 bytes each, 27 MiB when full. Past
+#: it new exchanges are refused (L{TooMany}, a 503 with Retry-After) rather
+#: than a live C{jti} forgotten, which would let its token be exchanged again.
 MAX_REPLAYS = 100_000
 
 #: The most live minted tokens at once (15 minutes each by default); past
 #: it minting is refused (L{TooMany}) until some expire: a publisher's token
-#: is never dropped early under a CI job that uses it. A publisher (the
-#: configured one and its repository, L{pypid.core.access.publishers.publisher_name})
-#: may hold no more than the places still free
-#: (L{pypid.core.access.shares.TableShares}): alone it stops at half.
+#: is never dropped early under a CI job that uses it. A publisher may hold
+#: no more than the places still free: alone it stops at half.
 MAX_MINTED = 10_000
 #: The most live minted tokens of one publisher, whatever is free: a tenth
 #: of L{MAX_MINTED} (one publisher filled the whole table in 29 to 49 s
@@ -67,13 +62,11 @@ MINT_EVERY = 1.0
 class ReplayCache:
     """
     The C{jti}s of the tokens already exchanged, each kept until its token
-    expires (then it could not be replayed anyway), counted by the
-    publisher that exchanged it.
+    expires, counted by the publisher that exchanged it.
 
     @ivar limit: the most kept at once; past it, new exchanges are refused
-        (L{TooMany}) rather than old entries forgotten early; and a
-        publisher holding its share (L{pypid.core.access.shares.TableShares}) is
-        refused (L{OverShare}) before then.
+        (L{TooMany}) rather than old entries forgotten early; a publisher
+        holding its share is refused (L{OverShare}) before then.
     """
 
     limit: int = MAX_REPLAYS
@@ -101,10 +94,8 @@ class ReplayCache:
 
     def check(self, key: _Replay, publisher: str, now: float) -> None:
         """
-        Refuse when there is no room for one more C{jti} of C{publisher}.
-
-        @raise TooMany: the memory is full.
-        @raise OverShare: C{publisher} holds its share of it.
+        Refuse (L{TooMany}) when there is no room for one more C{jti} of
+        C{publisher}, or (L{OverShare}) when it holds its share.
         """
         self._forget_expired(now)
         shares = self._shares
@@ -120,11 +111,7 @@ class ReplayCache:
                             "its share; try again later", wait, publisher)
 
     def add(self, key: _Replay, until: float, now: float, publisher: str = "") -> None:
-        """
-        Remember C{key}, exchanged by C{publisher}, until C{until} (POSIX time).
-
-        @raise TooMany: as L{check}.
-        """
+        """Remember C{key}, exchanged by C{publisher}, until C{until} (L{TooMany}: as L{check})."""
         self.check(key, publisher, now)
         old = self._until.pop(key, None)
         if old is not None:
@@ -141,11 +128,8 @@ class ReplayCache:
 class PublisherTokens:
     """
     The upload tokens minted for publishers: a L{TokenBook} kept in memory
-    only (see the module docstring), whose expired tokens are dropped as
-    new ones come, with each publisher's share of the places
-    (L{pypid.core.access.shares.TableShares}) and rate (L{pypid.core.access.shares.MintRate}).
-
-    @ivar limit: the most live tokens at once.
+    only, at most C{limit} live, whose expired tokens are dropped as new ones
+    come, with each publisher's share of the places and rate (L{MintRate}).
     """
 
     clock: IReactorTime
@@ -170,10 +154,7 @@ class PublisherTokens:
         return len(self.book.tokens)
 
     def revoke(self, token_id: str) -> bool:
-        """
-        Forget one minted token at once, giving its place back (its holder
-        or an admin asks, or it expired); whether there was one.
-        """
+        """Forget one minted token at once, giving its place back; whether there was one."""
         token = self.book.tokens.pop(token_id, None)
         if token is None:
             return False
@@ -188,8 +169,8 @@ class PublisherTokens:
         while self._expiry and self._expiry[0][0] <= now:
             _, token_id = heapq.heappop(self._expiry)
             self.revoke(token_id)
-        # (tokens revoked before they expire, burned ones above all, leave
-        # their entries behind: past twice the live ones, they go at once)
+        # (tokens revoked before they expire leave entries behind: past twice the
+        # live ones, they go at once)
         if len(self._expiry) > 2 * len(self.book.tokens) + 100:
             self._expiry = [(expires, token_id) for owned in self._owned.values()
                             for token_id, expires in owned.items()]
@@ -200,10 +181,9 @@ class PublisherTokens:
               proof: Iterable[tuple[str, str]] = ()) -> tuple[str, Token]:
         """
         A token of C{publisher} that may upload to C{projects}, for C{lifetime}
-        seconds, but where a more specific pattern of C{yields_to} names the
-        project (another C{[publishers]} entry, which this token does not match).
+        seconds, but where a more specific pattern of C{yields_to} (another
+        C{[publishers]} entry's) names the project.
 
-        @return: C{(token string, L{pypid.auth.tokens.Token})}.
         @raise OverShare: C{publisher} holds its share of the places, or
             mints faster than its rate.
         @raise TooMany: every place is taken.
@@ -262,9 +242,8 @@ def is_publisher(name: str) -> bool:
 def minted_proof(identity: Identity | None) -> tuple[dict[str, str], str] | None:
     """
     What the token of a trusted publisher's identity proved (L{Token.proof})
-    and the name of the issuer that minted it; L{None} when it proved
-    nothing. Whether the identity is a trusted publisher's is the reader's
-    to say (L{pypid.auth.reader.Reader.minted}): ask it first.
+    and the name of the issuer that minted it; L{None} when it proved nothing.
+    Ask L{pypid.auth.reader.Reader.minted} first whether it is a publisher's.
     """
     token = identity.token if identity is not None else None
     if identity is None or token is None or not token.proof:

@@ -1,29 +1,20 @@
 """
-What one identity may do under the configuration in force, as one value:
-the L{Reader}. Every access question (may it enter an index, read all of
-it, read a project, upload to the index, change a project, administer)
-has one implementation here, and only this module asks the access
-model's rules (L{pypid.auth.policy.AccessModel}); tests/unit/test_layers.py
-holds that. The gates of L{pypid.web.identity.gates} identify a request
-and keep its reader on it; the routes and pages ask the reader, never the
-model, so the deciders are functions of values that tests drive without a
-request.
+What one identity may do under the configuration in force, as one value: the
+L{Reader}. Every access question has one implementation here, and only this
+module asks the access model's rules (tests/unit/test_layers.py holds that);
+the routes and pages ask the reader, never the model.
 
-Credentials never give less than none: what anyone may do, every reader
-may (where anyone reads an index whole, the express lane does not even
-look at credentials: L{Rules.anonymous}). Beyond that, a token's scope
-bounds what its person adds: a project outside its projects reads as
-missing where anyone may not read it, and an index outside its indexes
-is not entered where anyone may not enter it (404, as a hidden index). A
-token trusted publishing minted acts by its C{[publishers]} rules alone:
-it enters every index and may upload to any (whichever index a CI job
-publishes to), and reads only what anyone reads (its one action is
-C{upload}).
+Credentials never give less than none: what anyone may do, every reader may
+(where anyone reads an index whole, the express lane does not even look at
+credentials). Beyond that, a token's scope bounds what its person adds: a
+project or index outside it reads as missing where anyone may not read it (404,
+as a hidden index). A token trusted publishing minted acts by its
+C{[publishers]} rules alone: it enters every index and may upload to any, and
+reads only what anyone reads (its one action is C{upload}).
 
-L{Rules} are made whole from one model (a reload makes new ones, so a
-reader never sees half of the old rules and half of the new), with what
-anonymous clients may do worked out once: when everyone reads
-everything, a read asks one boolean.
+L{Rules} are made whole from one model (a reload makes new ones), with what
+anonymous clients may do worked out once: when everyone reads everything, a
+read asks one boolean.
 """
 
 from __future__ import annotations
@@ -54,12 +45,10 @@ NO_FIELDS: frozenset[str] = frozenset()
 @attrs.frozen
 class Rules:
     """
-    The rules of one configuration, with the anonymous reader worked out.
+    The rules of one configuration, with the C{anonymous} reader worked out.
 
-    @ivar anonymous: the L{Reader} of a request without credentials.
     @ivar hidden_from_anonymous: whether some named index is hidden from
-        anonymous clients: then a path that names no index asks them for
-        credentials too.
+        anonymous clients: then a path naming no index asks for credentials too.
     """
 
     model: AccessModel
@@ -108,10 +97,7 @@ class Rules:
 
 @attrs.frozen
 class Reader:
-    """
-    What one identity (L{None}: anonymous) may do under L{Rules}: made once
-    per request by the gates, and asked everywhere.
-    """
+    """What one identity (L{None}: anonymous) may do under L{Rules}, made once per request."""
 
     _rules: Rules
     identity: Identity | None
@@ -127,8 +113,7 @@ class Reader:
     def is_person(self) -> bool:
         """
         Whether the identity is a person logged in (a password, a browser
-        session): a token, acting for one within its scope, never manages
-        tokens nor acts as an admin.
+        session): a token never manages tokens nor acts as an admin.
         """
         return self._person is not None
 
@@ -146,10 +131,7 @@ class Reader:
 
     @property
     def uploads(self) -> bool:
-        """
-        Whether the identity's credentials upload at all: a person's do, a
-        token's when C{upload} is one of its actions (a minted token's is).
-        """
+        """Whether the identity's credentials upload: a person's, a token's with C{upload}."""
         identity = self.identity
         return identity is not None and (identity.token is None
                                          or "upload" in identity.token.actions)
@@ -162,10 +144,9 @@ class Reader:
 
     def enters(self, index: str) -> bool:
         """
-        Whether the identity may enter C{index} at all (read its pages,
-        however filtered): anyone may where anyone may; else its C{read}
-        grant, where a token kept to other indexes may not and a minted
-        token may (its grant is its C{[publishers]} rules).
+        Whether the identity may enter C{index} at all (read its pages, however
+        filtered): by its C{read} grant, where a token kept to other indexes
+        may not and a minted token may.
         """
         identity = self.identity
         if self._rules.anyone_enters(index):
@@ -209,8 +190,7 @@ class Reader:
     def uploads_to(self, index: str) -> bool:
         """
         Whether the identity may upload to C{index} at all, before a project
-        is named (its C{upload} grant; a trusted publisher's is its
-        C{[publishers]} rules, whichever index).
+        is named (its C{upload} grant; a trusted publisher, to any index).
         """
         return self.minted or self._rules.model.may_enter(self.identity, WRITE, index)
 
@@ -231,9 +211,8 @@ class Reader:
     def upload_refusal(self, where: str, project: str | None = None,
                        index: str | None = None) -> str:
         """
-        Why the identity may not upload to C{where} (a project, or an
-        index): blaming the token when its scope is what refuses (not the
-        user, who may), else the user.
+        Why the identity may not upload to C{where} (a project or an index):
+        blaming the token when its scope is what refuses, else the user.
         """
         identity = self.identity
         token: Token | None = identity.token if identity is not None else None
@@ -246,11 +225,10 @@ class Reader:
 
     def owns(self, project: str, index: str) -> bool:
         """
-        Whether the identity has an owner's rights on C{project} of C{index}:
-        the index is one of the server's that it may enter, and it may both
-        see and change the project there. What reading a project's own
-        records (its audit trail, its downloads) asks: an index that does
-        not exist and one hidden from it answer alike.
+        Whether the identity has an owner's rights on C{project} of C{index}
+        (as reading a project's audit trail or downloads asks): the index is
+        one of the server's that it may enter, and it may both see and change
+        the project there; a missing and a hidden index answer alike.
         """
         return (self._rules.is_index(index) and self.enters(index)
                 and self.reads(project, index) and self.writes(project, index))
@@ -258,11 +236,9 @@ class Reader:
     def audit_fields(self, project: str, index: str) -> frozenset[str] | None:
         """
         The fields of the audit entries the identity reads, for a query
-        naming C{project} of C{index} (as sent: either may be empty, or no
-        name): every one (L{None}) for an admin; an owner's
-        (L{OWNER_FIELDS}) for a person who owns the project there (an index
-        that does not exist, or hidden from them, is refused alike); none
-        (L{NO_FIELDS}: refused) for anyone else, and a token.
+        naming C{project} of C{index} (as sent: either may be empty): every
+        one (L{None}) for an admin; L{OWNER_FIELDS} for a person who owns the
+        project there; L{NO_FIELDS} (refused) for anyone else, and a token.
         """
         if self.is_admin:
             return None
@@ -272,21 +248,14 @@ class Reader:
         return NO_FIELDS
 
     def may_revoke(self, token: Token, book: TokenBook) -> bool:
-        """
-        Whether the identity may revoke C{token} of C{book}: an admin any,
-        a person their own (L{TokenBook.belongs}: a namesake's is not
-        theirs), a token none.
-        """
+        """Whether the identity may revoke C{token}: an admin any, a person their own."""
         person = self._person
         if person is None:
             return False
         return self.is_admin or book.belongs(token, person.name, person.login)
 
     def sees_grant(self, grant: Grant) -> bool:
-        """
-        Whether the identity sees a hidden namespace grant and its owners
-        (PEP 752's C{owner}): the grant's owners and the admins do.
-        """
+        """Whether the identity sees a hidden namespace grant and its owners (owners, admins do)."""
         identity = self.identity
         if identity is None:
             return False
@@ -297,9 +266,9 @@ class Reader:
 
     def namespace_refusal(self, project: str, index: str = DEFAULT_INDEX) -> Grant | None:
         """
-        The grant (PEP 752) whose namespace the normalized C{project} falls
-        in and of which the identity owns no part, or L{None}: whether it
-        may create the project in C{index}.
+        The grant (PEP 752) whose namespace the normalized C{project} falls in
+        and of which the identity owns no part (it may not create the project
+        in C{index}), or L{None}.
         """
         identity = self.identity
         model = self._rules.model

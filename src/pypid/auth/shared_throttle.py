@@ -1,31 +1,15 @@
 """
-A login throttle's counts across the workers of a machine
-(L{ThrottleShare}): each worker announces on the machine's lane
-(L{pypid.machine.topic_table.LANED}: a ring that no other announcement
-fills) every check of credentials it begins
-and how each ended (failed, succeeded, abandoned), and a password reset's
-forgiveness; every other worker takes them into its own counts before its
-next answer (L{pypid.auth.throttle.LoginThrottle.sync}) and at each of
-its reads of the lane meanwhile: an event is counted when it is read,
-never queued for a look that an idle worker may not make for a while.
-So a password
-spray spread over the workers meets the limits one process sets: the
-failures are the machine's, and so are the checks under way, which each
-hold one of the failures still allowed.
+A login throttle's counts across the workers of a machine (L{ThrottleShare}):
+each worker announces on the machine's lane (a ring no other announcement
+fills) every check of credentials it begins, how each ended, and a password
+reset's forgiveness; every other worker takes them into its own counts before
+its next answer and at each of its reads of the lane meanwhile, never queued
+for a look an idle worker may not make. So a password spray spread over the
+workers meets the limits one process sets.
 
-A check another worker began counts as under way until that worker says
-how it ended, or for L{PENDING_TTL} seconds at most (a worker that ended
-in the middle of it says nothing more).
-
-A worker that starts (at the machine's start after the first, or again
-after a crash) takes in first what the lane still keeps of the others'
-events, and of its own number's before it: the failures made before it
-ran count on it too, each at the time it was made.
-
-An announcement names the throttle (the logins', the token exchange's),
-then C{[event, user, client, guessable, time]}
-with the client as counted (its IPv6 prefix taken); a user name too long
-for a slot is counted by its digest, in every worker alike.
+A check another worker began counts as under way until that worker says how it
+ended, or for L{PENDING_TTL} seconds at most. A worker that starts takes in
+first what the lane still keeps of the others' events, each at its time.
 """
 
 from __future__ import annotations
@@ -57,14 +41,10 @@ class Event:
     """
     One event of another worker's throttle.
 
-    @ivar worker: the worker's number.
     @ivar kind: L{STARTED}, L{FAILED}, L{SUCCEEDED}, L{ABANDONED} or L{FORGIVEN}.
     @ivar user: the user (a name, a token's id, L{None}; L{FORGIVEN}: a
         user whose password was set again).
-    @ivar client: the client as counted, or L{None}.
-    @ivar guessable: whether the credentials were a password.
-    @ivar at: when it happened (POSIX time); L{None} from a worker of
-        before the time was told.
+    @ivar at: when it happened (POSIX time); L{None}: not told.
     """
 
     worker: int
@@ -77,10 +57,9 @@ class Event:
 
 def counted_user(user: str | None) -> str | None:
     """
-    The name a throttle counts C{user} (or a client) by: itself, or (past
-    L{_LONGEST_NAME} bytes, as an announcement's JSON writes it: a control
-    character takes six) its digest, so that every worker counts a long
-    name alike.
+    The name a throttle counts C{user} (or a client) by: itself, or its digest
+    past L{_LONGEST_NAME} bytes of JSON (a control character takes six), so
+    every worker counts a long name alike.
     """
     if user is None:
         return None
@@ -98,9 +77,7 @@ def _json(value: object) -> bytes:
 
 @attrs.define(eq=False)
 class ThrottleShare:
-    """
-    One throttle's events, told to and taken from the other workers.
-    """
+    """One throttle's events, told to and taken from the other workers."""
 
     _hub: Hub
     _name: bytes
@@ -108,12 +85,10 @@ class ThrottleShare:
     def heard_by(self, take: Callable[[Event], None]) -> None:
         """
         Hand each of the other workers' events of this throttle to
-        C{take(event)} as the lane is read: at once those it still keeps
-        from before this process, then every later read's (the
-        throttle's own look, or the worker's read every
-        L{pypid.machine.topics.TAKE_EVERY}), so that none waits in memory
-        for a look and none falls off while the worker answers nothing.
-        Called once, by the throttle the share is of.
+        C{take(event)} as the lane is read: at once those it still keeps from
+        before this process, then every later read's, so none waits in memory
+        for a look and none falls off while the worker answers nothing. Called
+        once, by the throttle the share is of.
         """
         def heard(fields: Sequence[bytes], worker: int) -> None:
             if fields[0] != self._name:

@@ -1,26 +1,17 @@
 """
-Single sign-on (C{[sso]}): pypid as an OpenID Connect relying
-party, logging people in to the pages through their company's provider
-with the authorization code flow, PKCE, C{state} and C{nonce}.
+Single sign-on (C{[sso]}): pypid as an OpenID Connect relying party, logging
+people in to the pages through their company's provider with the authorization
+code flow, PKCE, C{state} and C{nonce}.
 
-L{SingleSignOn.begin} starts a login (L{pypid.core.access.sso_flow.PendingLogins}) and
-gives the provider's URL to send the browser to; L{SingleSignOn.finish}
-takes the browser back: the C{state} and its binding cookie, the code
-traded at the token endpoint with the client's secret and the PKCE
-verifier, and the ID token verified as trusted publishing verifies its
-tokens (L{pypid.auth.oidc}: the provider's JWKS by its discovery document,
-fetched with the injected client under a deadline and size bounds, cached,
-an asymmetric algorithm allow-list, C{none} and HMAC refused by name,
-joserfc's typed keys), then its claims (L{pypid.core.access.sso_flow.check_id_claims}:
-issuer, audience and C{azp}, times with C{[sso] leeway}, C{nonce}). The
-claims that name the user and their groups are read from the ID token,
-or from the userinfo endpoint when the provider keeps them there
-(its C{sub} must be the ID token's). Who they are is then
-L{pypid.core.access.sso_flow.map_claims}'.
+L{SingleSignOn.begin} starts a login; L{SingleSignOn.finish} takes the browser
+back: the C{state} and its binding cookie, the code traded at the token
+endpoint with the client's secret and the PKCE verifier, and the ID token
+verified as trusted publishing verifies its tokens, then its claims. The user's
+and groups' claims are read from the ID token, or from the userinfo endpoint
+(whose C{sub} must be the ID token's).
 
 Only the ID token is used: the access token serves the userinfo request
-and is dropped; no refresh token is asked for (a person logs in again
-when the session ends).
+and is dropped; no refresh token is asked for.
 """
 
 from __future__ import annotations
@@ -68,15 +59,11 @@ class ProviderUnavailable(Exception):
 @attrs.frozen
 class SignedIn:
     """
-    A person the provider vouched for.
+    A person the provider vouched for (C{subject}: its C{sub}, for the log).
 
-    @ivar user: their pypid user name.
-    @ivar groups: their groups, from the provider.
-    @ivar next_path: the page to show them now.
-    @ivar subject: the provider's C{sub} for them (for the log).
     @ivar provider: the provider and client that vouched
-        (L{pypid.core.access.sso_flow.provider_key}), as configured when the login
-        came back: a reload meanwhile that changed them makes it void.
+        (L{pypid.core.access.sso_flow.provider_key}), as configured when the
+        login came back: a reload meanwhile that changed them makes it void.
     """
 
     user: str
@@ -98,14 +85,9 @@ class SingleSignOn:
     """
     The provider of C{[sso]}, or none (L{enabled}).
 
-    @ivar config: the C{[sso]} section.
-    @ivar secret: the client secret (from the file or the configuration).
-    @ivar pending: the logins under way.
-    @ivar hub: in a worker of a machine, its hub: each login begun or
-        taken here is announced, and the other workers' taken in before
-        this one's next answer (L{sync}), those begun before this worker
-        started at its start, so that a login begun on one worker
-        finishes on any, once, even on one started again meanwhile.
+    @ivar hub: in a worker of a machine, its hub: each login begun or taken
+        is announced, and the others' taken in before the next answer
+        (L{sync}), so a login begun on one worker finishes on any, once.
     """
 
     config: SSOConfig
@@ -162,9 +144,9 @@ class SingleSignOn:
 
     def reconfigure(self, config: SSOConfig, secret: str, http: HTTPClient | None) -> None:
         """
-        Take a reloaded C{[sso]}: the provider's keys are kept while its
-        issuer stays; logins under way are forgotten when the provider or
-        the client changed (their codes are for the old one).
+        Take a reloaded C{[sso]}: the provider's keys are kept while its issuer
+        stays; logins under way are forgotten when the provider or client
+        changed.
         """
         if http is not None:
             self._http = http
@@ -189,9 +171,8 @@ class SingleSignOn:
         binding cookie's value)}.
 
         @param redirect_uri: the callback's absolute URL, as registered at the provider.
-        @param next_path: the page to show once logged in.
-        @param client: who asks (the throttle's key of its address): one
-            client's logins under way are bounded apart from the others'.
+        @param client: who asks (the throttle's key of its address), whose
+            logins under way are bounded apart from the others'.
         @raise ProviderUnavailable: its discovery document cannot be had.
         """
         discovery = await self._discovery()
@@ -307,10 +288,7 @@ class SingleSignOn:
 
     async def _with_userinfo(self, discovery: Mapping[str, Any], claims: dict[str, Any],
                              access_token: object) -> dict[str, Any]:
-        """
-        C{claims}, with the userinfo endpoint's when the ID token lacks the
-        user's or the groups' claim (OpenID Connect Core 1.0, 5.3).
-        """
+        """C{claims}, with the userinfo endpoint's where the ID token lacks the user's, groups'."""
         mapping = self.config.mapping
         wanted = [name for name in (mapping.user_claim, mapping.groups_claim)
                   if name and name not in claims]

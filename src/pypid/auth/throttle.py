@@ -1,22 +1,19 @@
 """
-Throttling repeated failed logins, per user name and client, per client,
-and per user name across every client: a guesser is slowed down (C{429})
-while the user's other clients, and other users, are not. Pure logic with
-an injected clock.
+Throttling repeated failed logins, per user name and client, per client, and
+per user name across every client: a guesser is slowed down (C{429}) while the
+user's other clients, and other users, are not.
 
-A client is its address; an IPv6 client its network of C{ipv6_prefix} bits
-(a /64), since a host picks new addresses in its /64 at will (300 wrong
-passwords from 300 addresses of a /64 got no C{429} when addresses were
-counted). The rule, in the order the gate
-(L{pypid.web.identity.gates.Gates.identify}) applies it:
+A client is its address; an IPv6 client its network of C{ipv6_prefix} bits (a
+/64), since a host picks new addresses in its /64 at will (300 wrong passwords
+from 300 addresses of a /64 got no C{429} when addresses were counted). The
+rule, in the order the gate applies it:
 
  1. Credentials verified lately, and a right API token, are never held back.
  2. Identical credentials whose check is under way join it: a burst is one check.
  3. Only a new check of distinct credentials asks L{LoginThrottle.wait}; it
     reserves one of the failures still allowed until it ends, so at most
     C{max_failures} distinct guesses per user and client are checked in a
-    window, however many are sent at once. A check that could not run
-    (the verifier was busy) counts for nothing.
+    window, however many are sent at once.
  4. A failure counts against C{(user, client)} and against the client
     (C{max_address_failures}), whether the name exists or not: past the
     client's cap every name gets the same C{429}, so the answer never tells
@@ -36,6 +33,7 @@ import ipaddress
 from bisect import insort
 from collections.abc import Callable, Collection
 from contextlib import nullcontext
+from typing import TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -66,30 +64,27 @@ WINDOW = 300.0
 MAX_ADDRESS_FAILURES = 100
 
 #: Failures one user name may take, from every client, within the window
-#: (rule 6): past it, clients it did not log in from lately are slowed to
+#: (rule 5): past it, clients it did not log in from lately are slowed to
 #: one check a second for that name (86,400 a day, at most).
 MAX_IDENTITY_FAILURES = 300
 
-#: How long a client a user logged in from stays exempt from rule 6 (seconds).
+#: How long a client a user logged in from stays exempt from rule 5 (seconds).
 GOOD_FOR = 7 * 86400.0
 
-#: Pairs and clients remembered at most (oldest forgotten first), so that a
-#: flood of made-up names cannot grow memory (an entry is a key and at most
-#: C{max_failures} times: about 360 bytes measured, 35 MiB when full). The
-#: table is kept in the order of the last failure, so the pairs forgotten
-#: first are those whose failures left the window already, which throttle
-#: nothing. Only when a hundred thousand pairs all failed within one window
-#: is a live pair forgotten: it may then try C{max_failures} more guesses,
-#: each a full hash check, while the client's own count (C{max_address_failures}),
-#: renewed at each of its failures, outlives the pair. Refusing new pairs
-#: instead would let a flood lock every user out. The user names of rule 6
-#: (a level and a time each: 185 bytes measured, 18 MiB when full) are bounded
-#: alike, in the order of their last failure.
+#: Pairs and clients remembered at most, so that a flood of made-up names
+#: cannot grow memory (about 360 bytes an entry measured, 35 MiB when full).
+#: Kept in the order of the last failure, so the first forgotten are those
+#: whose failures left the window. Only when a hundred thousand pairs all
+#: failed within one window is a live pair forgotten: it may then try
+#: C{max_failures} more guesses, while the client's own count outlives the
+#: pair. Refusing new pairs instead would let a flood lock every user out.
+#: The user names of rule 5 (185 bytes measured, 18 MiB when full) are
+#: bounded alike.
 MAX_KEYS = 100_000
 
 #: C{(user, client)} pairs of good logins remembered at most (230 bytes
 #: each measured, 11 MiB when full): only good logins enter, so filling it
-#: takes valid credentials; a pair forgotten only loses rule 6's exemption.
+#: takes valid credentials; a pair forgotten only loses rule 5's exemption.
 MAX_GOOD = 50_000
 
 #: Seconds a client held back only by checks under way is asked to wait:
@@ -99,14 +94,14 @@ PENDING_WAIT = 1.0
 #: What failures are counted against: C{(user, client)}, or C{(None, client)}
 #: (a client is L{None} for a peer without a host, such as a Unix socket).
 _Key = tuple[str | None, str | None]
+_T = TypeVar("_T")
 
 
 def counted_client(address: str | None, ipv6_prefix: int = IPV6_PREFIX) -> str | None:
     """
-    The client an address counts as: an IPv4 address as it is (an
-    IPv4-mapped IPv6 address as its IPv4 address), an IPv6 address as its
-    network of C{ipv6_prefix} bits (C{2001:db8:1:2::/64}), anything else
-    (a Unix socket's peer) as it is.
+    The client an address counts as: an IPv4 address (an IPv4-mapped one
+    too) as it is, an IPv6 address as its network of C{ipv6_prefix} bits
+    (C{2001:db8:1:2::/64}), anything else (a Unix socket's peer) as it is.
     """
     if address is None:
         return None
@@ -115,8 +110,7 @@ def counted_client(address: str | None, ipv6_prefix: int = IPV6_PREFIX) -> str |
         return address
     if isinstance(ip, ipaddress.IPv4Address):
         return str(ip)
-    # (the network's text by hand: 17 us measured, where IPv6Network took 28;
-    # either is nothing beside the hash check it guards)
+    # (the network's text by hand: 17 us measured, where IPv6Network took 28)
     shift = 128 - ipv6_prefix
     return f"{ipaddress.IPv6Address(int(ip) >> shift << shift)}/{ipv6_prefix}"
 
@@ -125,19 +119,14 @@ def counted_client(address: str | None, ipv6_prefix: int = IPV6_PREFIX) -> str |
 class LoginThrottle:
     """
     Counts recent failures, and distinct checks under way, per
-    C{(user, client)}, per client and per user name (rules 5 and 6).
+    C{(user, client)}, per client and per user name (rules 4 and 5).
 
-    The caller (the gate) calls L{started} only for a check of credentials
-    not already being checked, and then exactly one of L{failed},
-    L{succeeded} or L{abandoned}, with the same arguments.
-
-    Each method takes the user (a user name, a token's id, or L{None} for
-    none: counted by client only), the client's address (as the audit log
-    records it: the prefix is taken here) and C{guessable}: whether the
-    credentials are a password, whose user name is also counted across
-    every client (rule 6), rather than a token's secret.
-
-    @ivar ipv6_prefix: bits of an IPv6 address that make one client.
+    The caller (the gate) calls L{started} only for a check of credentials not
+    already being checked, and then exactly one of L{failed}, L{succeeded} or
+    L{abandoned}, with the same arguments: the user (a user name, a token's id,
+    or L{None}: counted by client only), the client's address and C{guessable}:
+    whether the credentials are a password, whose user name is also counted
+    across every client (rule 5).
     """
 
     clock: IReactorTime
@@ -149,21 +138,19 @@ class LoginThrottle:
     good_for: float = GOOD_FOR
     # (user, client) or (None, client) -> times of recent failures
     _failures: dict[_Key, list[float]] = attrs.field(factory=dict)
-    # (user, client) or (None, client) -> distinct checks under way; each
-    # holds one of the failures still allowed until it ends. Bounded by the
-    # verifier's cap on checks under way.
+    # (user, client) or (None, client) -> distinct checks under way, each
+    # holding one of the failures still allowed (bounded by the verifier's cap)
     _pending: dict[_Key, int] = attrs.field(factory=dict)
-    # user name -> (failures in its bucket, when that was counted) (rule 6)
+    # user name -> (failures in its bucket, when that was counted) (rule 5)
     _identities: dict[str, tuple[float, float]] = attrs.field(factory=dict)
-    # user name -> its checks under way (rule 6), as _pending
+    # user name -> its checks under way (rule 5), as _pending
     _identity_pending: dict[str, int] = attrs.field(factory=dict)
     # (user, client) -> when the user last logged in from the client
     _good: dict[tuple[str, str | None], float] = attrs.field(factory=dict)
     #: in a worker of a machine, the other workers' events
     #: (L{pypid.auth.shared_throttle}); L{None} in a server of one process
     share: ThrottleShare | None = None
-    # (worker, user, client, guessable) -> when each of its checks under way
-    # began, for the checks other workers began
+    # (worker, user, client, guessable) -> when each of the others' checks began
     _theirs: dict[tuple[int, str | None, str | None, bool], list[float]] = attrs.field(
         factory=dict)
 
@@ -173,7 +160,7 @@ class LoginThrottle:
 
     def _keys(self, user: str | None, client: str | None,
               ) -> tuple[tuple[_Key, int], ...]:
-        """The counters an attempt counts against, with their limits (rule 5)."""
+        """The counters an attempt counts against, with their limits (rule 4)."""
         if user is None:
             return (((None, client), self.max_address_failures),)
         return (((user, client), self.max_failures),
@@ -181,11 +168,10 @@ class LoginThrottle:
 
     def reserve(self, user: str | None, address: str | None, guessable: bool = True) -> float:
         """
-        Start a check of distinct credentials, if allowed now (L{wait},
-        then L{started}): 0, or the seconds to wait (nothing started). In
-        a worker of a machine the others' events are taken in first, with
-        the ring held, so two workers never both take the last failure
-        allowed.
+        Start a check of distinct credentials, if allowed now (L{wait}, then
+        L{started}): 0, or the seconds to wait. In a worker the others' events
+        are taken in first, with the ring held, so two workers never both take
+        the last failure allowed.
         """
         with self.share.held() if self.share is not None else nullcontext():
             self.sync()
@@ -195,12 +181,8 @@ class LoginThrottle:
         return wait
 
     def wait(self, user: str | None, address: str | None, guessable: bool = True) -> float:
-        """
-        Seconds C{user} from C{address} must wait before a new check of
-        distinct credentials may start, or 0.
-        """
-        user, client = counted_user(user), counted_user(counted_client(address,
-                                                                       self.ipv6_prefix))
+        """Seconds C{user} from C{address} must wait before a new check may start, or 0."""
+        user, client = self._counted(user, address)
         for key, limit in self._keys(user, client):
             recent = self._recent(*key)
             if len(recent) >= limit:
@@ -212,7 +194,7 @@ class LoginThrottle:
         return 0.0
 
     def _identity_wait(self, user: str, client: str | None) -> float:
-        """Rule 6: the wait for C{user} from a client it did not log in from lately."""
+        """Rule 5: the wait for C{user} from a client it did not log in from lately."""
         cap = self.max_identity_failures
         level = self._level(user)
         pending = self._identity_pending.get(user, 0)
@@ -228,7 +210,7 @@ class LoginThrottle:
         return max((level - cap + 1) * self.window / cap, 1.0)
 
     def _level(self, user: str) -> float:
-        """The failures in C{user}'s bucket now (rule 6)."""
+        """The failures in C{user}'s bucket now (rule 5)."""
         counted = self._identities.get(user)
         if counted is None:
             return 0.0
@@ -243,11 +225,13 @@ class LoginThrottle:
     def _tell(self, kind: str, user: str | None, address: str | None, guessable: bool,
               apply: Callable[[str | None, str | None, bool], None]) -> None:
         """Apply one event of this worker's, and tell the others of it."""
-        user, client = counted_user(user), counted_user(counted_client(address,
-                                                                       self.ipv6_prefix))
+        user, client = self._counted(user, address)
         apply(user, client, guessable)
         if self.share is not None:
             self.share.tell(kind, user, client, guessable, self.clock.seconds())
+
+    def _counted(self, user: str | None, address: str | None) -> tuple[str | None, str | None]:
+        return counted_user(user), counted_user(counted_client(address, self.ipv6_prefix))
 
     def _started(self, user: str | None, client: str | None, guessable: bool) -> None:
         for key, _ in self._keys(user, client):
@@ -261,17 +245,9 @@ class LoginThrottle:
 
     def _ended(self, user: str | None, client: str | None, guessable: bool) -> None:
         for key, _ in self._keys(user, client):
-            left = self._pending.get(key, 0) - 1
-            if left > 0:
-                self._pending[key] = left
-            else:
-                self._pending.pop(key, None)
+            _one_less(self._pending, key)
         if user is not None and guessable:
-            left = self._identity_pending.get(user, 0) - 1
-            if left > 0:
-                self._identity_pending[user] = left
-            else:
-                self._identity_pending.pop(user, None)
+            _one_less(self._identity_pending, user)
 
     def failed(self, user: str | None, address: str | None, guessable: bool = True) -> None:
         """Count one failed login (for the pair, the client and the user name)."""
@@ -281,8 +257,7 @@ class LoginThrottle:
                 at: float | None = None) -> None:
         self._ended(user, client, guessable)
         now = self.clock.seconds()
-        # (another worker's failure counts from when it was made: one taken
-        # in late, by a worker that started since, ends with its window)
+        # (another worker's failure counts from when it was made)
         when = now if at is None else min(at, now)
         for key, keep in self._keys(user, client):
             recent = self._recent(*key)
@@ -290,15 +265,14 @@ class LoginThrottle:
             del recent[:-keep]
             put_newest(self._failures, key, recent, MAX_KEYS)
         if user is not None and guessable:
-            # (one made earlier counts what is left of it: the bucket has
-            # leaked part of it, or all, since)
+            # (one made earlier counts what the bucket has not leaked of it since)
             weight = max(0.0, 1 - (now - when) * self.max_identity_failures / self.window)
             put_newest(self._identities, user, (self._level(user) + weight, now), MAX_KEYS)
 
     def succeeded(self, user: str | None, address: str | None, guessable: bool = True) -> None:
         """
-        A good login clears the pair's count (not the client's, nor the
-        user name's), and exempts the client from rule 6 for that user.
+        A good login clears the pair's count (not the client's, nor the user
+        name's), and exempts the client from rule 5 for that user.
         """
         self._tell(SUCCEEDED, user, address, guessable, self._succeeded)
 
@@ -311,14 +285,12 @@ class LoginThrottle:
 
     def forgive(self, users: Collection[str]) -> list[str]:
         """
-        An admin set the passwords of C{users} again: their lock-outs end
-        at once, from every client (each pair's count, and the user name's
-        bucket of rule 6), or the new password would be refused with
-        C{429} until the window ends. The clients' own counts stay: they
-        count every name a client tried.
+        An admin set the passwords of C{users} again: their lock-outs end at
+        once, from every client (each pair's count, and the bucket of rule 5),
+        or the new password would be refused with C{429} until the window ends.
+        The clients' own counts stay: they count every name tried.
 
-        @return: those of C{users} that had failures here to forget (a user
-            just made has none, and its log line would say otherwise).
+        @return: those of C{users} that had failures here to forget.
         """
         if not users:
             return []
@@ -342,9 +314,8 @@ class LoginThrottle:
 
     def sync(self) -> Deferred[None]:
         """
-        In a worker of a machine, before its next answer: take in the other
-        workers' events (no system call when nothing was announced), and
-        let go of the checks they began that outlived L{PENDING_TTL}.
+        In a worker, before its next answer: take in the other workers' events,
+        and let go of the checks they began that outlived L{PENDING_TTL}.
         """
         if self.share is None:
             return succeed(None)
@@ -391,3 +362,12 @@ class LoginThrottle:
         if not recent:
             self._failures.pop((user, client), None)
         return recent
+
+
+def _one_less(table: dict[_T, int], key: _T) -> None:
+    """One check under way fewer for C{key}; none left: forgotten."""
+    left = table.get(key, 0) - 1
+    if left > 0:
+        table[key] = left
+    else:
+        table.pop(key, None)

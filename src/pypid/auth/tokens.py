@@ -1,28 +1,22 @@
 """
 API tokens: scoped, expiring, revocable credentials for machines (CI).
 
-A token is used as the password with the user name C{__token__}, as twine
-does with the public index. It reads C{pypid-<id>-<secret>}: the id finds
-its record, and only the SHA-256 of the secret is kept (a token has 256
-bits of randomness, so a slow password hash would add nothing but cost).
-Each token acts for the person who issued it, limited to its actions
-(C{read}, C{upload}) and projects (names or globs), until it expires or is
-revoked; a revoked token stops working at once.
+A token is used as the password with the user name C{__token__}, as twine does
+with the public index. It reads C{pypid-<id>-<secret>}: the id finds its
+record, and only the SHA-256 of the secret is kept (a token has 256 bits of
+randomness, so a slow password hash would add nothing but cost). Each token
+acts for the person who issued it, limited to its actions (C{read}, C{upload})
+and projects (names or globs), until it expires or is revoked; a revoked token
+stops working at once.
 
-A token belongs to a person, not to a name: it records the whole login it
-was made by (L{pypid.core.access.outside_logins.LoginSource}: a local
-account's own id, the directory, the provider and the subject), and acts,
-is listed and is revoked for that person only. The book keeps the local
-accounts' ids (a name gets a new one when it comes into the configuration,
-so a name removed and added again is a new person) and, at each start and
-reload, ends for good the tokens whose person is gone (L{TokenBook.settle}):
-the mark and its reason are written to the file, so a name given back, a
-provider switched back or an C{allow} widened again revives nothing.
+A token belongs to a person, not to a name: it records the whole login it was
+made by, and acts, is listed and is revoked for that person only. At each start
+and reload the tokens whose person is gone end for good (L{TokenBook.settle}),
+the mark written to the file, so a name given back revives nothing.
 
 The records live in a JSON file created with mode 0600; the in-memory
-L{TokenBook} is the truth while the server runs, written back (in a worker
-thread) after each change, one change at a time (L{TokenBook.change}). The
-workers of a machine share the file (L{pypid.storage.folder.shared_file}).
+L{TokenBook} is the truth while the server runs, written back after each
+change, one at a time (L{TokenBook.change}). A machine's workers share it.
 """
 
 from __future__ import annotations
@@ -76,10 +70,9 @@ def _digest(secret: str) -> str:
 @attrs.frozen
 class Token:
     """
-    One token's record (never its secret).
+    One token's record (never its secret): it acts for C{user}, within its
+    scope.
 
-    @ivar user: who issued it; the token acts for them, within its scope.
-    @ivar actions: subset of L{ACTIONS}.
     @ivar projects: normalized names or globs; empty for every project.
     @ivar expires: POSIX time, or L{None} for never.
     """
@@ -95,20 +88,16 @@ class Token:
     #: patterns this token's own give way to where they are more specific
     #: (a minted token: the other C{[publishers]} entries), never written
     yields_to: tuple[str, ...] = attrs.field(default=(), repr=False)
-    #: the indexes it may be used in; empty for every index, as
-    #: every token made before indexes existed
+    #: the indexes it may be used in; empty for every index
     indexes: tuple[str, ...] = ()
     #: what a token minted by trusted publishing proved: C{(("iss", issuer
-    #: URL), (claim, value), ...)}, the CI job's ID token's claims that say
-    #: where it ran, so an upload's attestations can be checked to come
-    #: from that very job (L{pypid.auth.attestations}); memory only, never
-    #: written
+    #: URL), (claim, value), ...)}, the CI job's claims, so an upload's
+    #: attestations can be checked to come from that very job
+    #: (L{pypid.auth.attestations}); memory only, never written
     proof: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=False)
-    #: where its user logged in when they issued it: a password
-    #: of C{[users]} (C{password}, every token made before), the directory
-    #: (C{ldap}) or single sign-on (C{sso}); a token of the last two acts
-    #: with the groups they had then, while the configuration still lets
-    #: that login in (L{pypid.core.access.outside_logins.OutsideLogins.admits})
+    #: where its user logged in when they issued it: C{password}, the
+    #: directory (C{ldap}) or single sign-on (C{sso}); a token of the last
+    #: two acts with the groups they had then, while that login is let in
     source: str = PASSWORD
     groups: tuple[str, ...] = ()
     #: for single sign-on, the provider and client (L{pypid.core.access.sso_flow.provider_key})
@@ -130,8 +119,7 @@ class Token:
         mine = [pattern for pattern in self.projects if fnmatchcase(name, pattern)]
         if not mine or not self.yields_to:
             return bool(mine)
-        # the most specific pattern naming the project decides; a tie goes
-        # to the other entry
+        # the most specific pattern naming the project decides; a tie, the other entry
         best = min(pattern_specificity(pattern)[:2] for pattern in mine)
         return not any(pattern_specificity(pattern)[:2] <= best
                        for pattern in self.yields_to if fnmatchcase(name, pattern))
@@ -178,12 +166,10 @@ class Token:
             groups = tuple(data.get("groups") or ())
             if not all(isinstance(group, str) for group in groups):
                 raise TokenError("groups: expected a list of names")
-            provider = data.get("provider", "")
-            if not isinstance(provider, str):
-                raise TokenError("provider: expected text")
-            person = data.get("person", "")
-            if not isinstance(person, str):
-                raise TokenError("person: expected text")
+            provider, person = data.get("provider", ""), data.get("person", "")
+            for key, text in (("provider", provider), ("person", person)):
+                if not isinstance(text, str):
+                    raise TokenError(f"{key}: expected text")
             return cls(id=str(data["id"]), digest=str(data["digest"]), user=str(data["user"]),
                        actions=actions, projects=tuple(data.get("projects") or ()),
                        expires=None if expires is None else _time(expires, "expires"),
@@ -197,9 +183,8 @@ class Token:
 @attrs.frozen
 class Ending:
     """
-    Why a token ended for good, and when: its person is gone
-    (L{TokenBook.settle}). Kept in the file until the token is revoked, so
-    the listing says what became of it.
+    Why and when a token ended for good (L{TokenBook.settle}); kept in the
+    file until the token is revoked, so the listing says what became of it.
     """
 
     at: float
@@ -261,9 +246,9 @@ class TokenBook:
     accounts: dict[str, str] = attrs.field(factory=dict)
     #: the tokens that ended for good, by id (L{settle})
     ended: dict[str, Ending] = attrs.field(factory=dict)
-    #: in a worker of a machine, the file as the workers share it: each
-    #: change is made from the file as it is then, and another worker's
-    #: is read again before the next request (L{sync}); L{None} otherwise
+    #: in a worker of a machine, the file as the workers share it (each
+    #: change made from the file as it is then, another's read again before
+    #: the next request: L{sync}); L{None} otherwise
     shared: SharedFile | None = None
     #: one change of the file at a time (L{change})
     _writes: DeferredLock = attrs.field(factory=DeferredLock, init=False, repr=False)
@@ -272,14 +257,7 @@ class TokenBook:
               lifetime: float | None = None, description: str = "",
               yields_to: Iterable[str] = (),
               proof: Iterable[tuple[str, str]] = ()) -> tuple[str, Token]:
-        """
-        Make a token and take it (L{make}, then kept in memory only).
-
-        @param yields_to: patterns the token's own give way to where they
-            are more specific (L{Token.yields_to}).
-        @param proof: what a minted token proved (L{Token.proof}).
-        @return: C{(token string, L{Token})}; the string is shown once.
-        """
+        """Make a token (L{make}) and take it, in memory only: C{(token string, L{Token})}."""
         text, token = self.make(user, actions, projects, lifetime, description)
         if yields_to or proof:
             token = attrs.evolve(token, yields_to=tuple(yields_to), proof=tuple(proof))
@@ -291,17 +269,15 @@ class TokenBook:
              indexes: Iterable[str] = (), known_indexes: Collection[str] | None = None,
              login: LoginSource = LOCAL) -> tuple[str, Token]:
         """
-        Make a token without taking it: the token file is written with it
-        first, and the book takes it once the file holds it.
+        Make a token without taking it: the book takes it once the file holds
+        it.
 
         @param lifetime: seconds until it expires, or L{None} for never.
         @param indexes: the indexes it may be used in; none for all.
-        @param known_indexes: the server's indexes the person may see, when
-            C{indexes} must name them (L{None}: not checked); one hidden from
-            them is refused as a missing one, and the refusal names these alone.
-        @param login: where C{user} logged in: a person from outside
-            (the directory, single sign-on) gets a token that expires, within
-            L{pypid.core.access.outside_logins.MAX_OUTSIDE_TOKEN_LIFETIME}.
+        @param known_indexes: the server's indexes the person may see, which
+            C{indexes} must name (L{None}: not checked).
+        @param login: where C{user} logged in: a person from outside gets a
+            token that expires within L{MAX_OUTSIDE_TOKEN_LIFETIME}.
         @return: C{(token string, L{Token})}; the string is shown once.
         """
         scoped: list[str] = []
@@ -309,8 +285,7 @@ class TokenBook:
             if not INDEX_NAME.match(index) or (known_indexes is not None
                                                and index not in known_indexes):
                 known = ", ".join(sorted(known_indexes or ()))
-                # (known_indexes are those the person may see: one hidden
-                # from them answers as a missing one)
+                # (one hidden from the person answers as a missing one)
                 raise TokenError(f"indexes: {index!r} is not an index of this server"
                                  + (f" you may use (yours are {known})" if known else ""))
             if index not in scoped:
@@ -327,8 +302,7 @@ class TokenBook:
             if pattern not in patterns:
                 patterns.append(pattern)
         if len(patterns) > MAX_PATTERNS:
-            # (each is matched at every request the token makes, on the
-            # reactor's thread: a token of many would stall the server)
+            # (each is matched at every request of the token, on the reactor's thread)
             raise TokenError(f"projects: at most {MAX_PATTERNS} names or globs")
         if lifetime is not None and lifetime <= 0:
             raise TokenError("expires: a token must live a positive time")
@@ -350,20 +324,15 @@ class TokenBook:
         return f"{_PREFIX}{token_id}-{secret}", token
 
     def person_of(self, user: str, login: LoginSource) -> str:
-        """
-        Who C{user}, logged in through C{login}, is to their source: a local
-        account's id (the book's), the provider's subject.
-        """
+        """Who C{user}, logged in through C{login}, is to their source (L{Token.person})."""
         if login.source == PASSWORD:
             return self.accounts.get(user, "")
         return login.person
 
     def belongs(self, token: Token, user: str, login: LoginSource) -> bool:
         """
-        Whether C{token} is the very person's who is C{user} logged in
-        through C{login}: the same name, source, directory or provider and
-        client, and account or subject. A namesake (a name added again, a
-        provider's person of that name) is another person.
+        Whether C{token} is the very person's who is C{user} logged in through
+        C{login}: same name, source, provider, and account or subject.
         """
         return (token.user == user and token.source == login.source
                 and token.provider == login.provider
@@ -377,17 +346,12 @@ class TokenBook:
     def settle(self, users: Collection[str], outside: OutsideLogins) -> int:
         """
         Take the configuration's local users and who from outside it lets in
-        (at the start and at each reload): a name new to the book gets an
-        account id of its own, a name gone loses its id, and every token
-        whose person is gone ends for good (L{ended}, with the reason): a
-        local account's that was removed (its name, if added again, is a
-        new account), a person from outside whose name a local account now
-        has, whose directory or provider is no longer the one in force, or
-        whom C{[sso] allow} no longer lets in. Tokens of a local user made
-        before accounts had ids take their user's account, where it is one.
+        (at the start and each reload): a new name gets an account id of its
+        own, a name gone loses its id, and every token whose person is gone
+        ends for good (L{ended}, with the reason, L{_gone}). Tokens of a local
+        user made before accounts had ids take their user's account.
 
-        @return: how many tokens ended now (the file is to be written when
-            the book changed: L{change}).
+        @return: how many tokens ended now.
         """
         accounts = {name: self.accounts.get(name) or secrets.token_hex(8) for name in users}
         now = self.clock.seconds()
@@ -408,17 +372,12 @@ class TokenBook:
         return ended
 
     def issued(self, presented: str) -> str | None:
-        """
-        The id a presented string names (C{pypid-<id>-<secret>}) when this
-        book issued a token of that id, whatever its secret; else L{None}.
-        """
+        """The id a presented string names if this book issued it, whatever its secret."""
         token_id = presented_id(presented)
         return token_id if token_id in self.tokens else None
 
     def verify(self, presented: str) -> Token | None:
-        """
-        The live L{Token} a presented string is, or L{None}.
-        """
+        """The live L{Token} a presented string is, or L{None}."""
         if not presented.startswith(_PREFIX):
             return None
         token_id, sep, secret = presented[len(_PREFIX):].partition("-")
@@ -431,18 +390,13 @@ class TokenBook:
             return None
         if token_id in self.ended or (token.source == PASSWORD
                                       and token.person != self.accounts.get(token.user, "")):
-            # (its person is gone: ended for good, or their account's id is
-            # no longer the one in force)
+            # (its person is gone: ended, or their account's id is not the one in force)
             return None
         return token
 
     def listing(self, user: str | None = None,
                 login: LoginSource | None = None) -> list[dict[str, Any]]:
-        """
-        The tokens, without digests, oldest first: those of the person who
-        is C{user} logged in through C{login} (L{belongs}), or all; each
-        says whether it ended (C{"ended"}: when and why, or L{None}).
-        """
+        """The tokens, without digests, oldest first: the person's (L{belongs}), or all."""
         return [dict(t.public(), ended=ending.to_json() if (ending := self.ended.get(t.id))
                      else None)
                 for t in sorted(self.tokens.values(), key=lambda t: t.created)
@@ -456,15 +410,12 @@ class TokenBook:
                      run: Run, still: Callable[[], Awaitable[None]] | None = None,
                      first: Callable[[], object] | None = None) -> None:
         """
-        Change the tokens: the file is written with the new state first,
-        and the book takes it only once the file holds it, so what was
-        answered is on disk, and what failed changed nothing (a retry finds
-        the token as it was). One change at a time, each from the state the
-        last one left (in a worker of a machine: the file's, under the
-        machine's lock, the other workers' changes taken first); C{still()}
-        first checks again, with the lock held, that who asked may still
-        ask (a reload may have come while the change waited for the one
-        before).
+        Change the tokens: the file is written with the new state first and the
+        book takes it only once the file holds it, so what was answered is on
+        disk and what failed changed nothing. One change at a time, each from
+        the state the last left (in a worker: the file's, under the machine's
+        lock); C{still()} checks again, with the lock held, that who asked may
+        still ask (a reload may have come meanwhile).
 
         @param first: called before C{change}, once the book holds the
             file's state (L{settle} at a reload).
@@ -503,10 +454,7 @@ class TokenBook:
         self.tokens = made[0]
 
     def sync(self) -> Deferred[None]:
-        """
-        In a worker of a machine, before its next answer: read the file
-        again if another worker changed it (at once when none did).
-        """
+        """In a worker, before its next answer: read the file again if another worker changed it."""
         if self.shared is None or not self.shared.changed_elsewhere():
             return succeed(None)
         return Deferred.fromCoroutine(self._reread(self.shared))
@@ -524,10 +472,7 @@ class TokenBook:
     # -- the file ------------------------------------------------------------------
 
     def dumps(self, tokens: Mapping[str, Token] | None = None) -> bytes:
-        """
-        The file's bytes, of the book's tokens or of C{tokens} (a state to
-        write), with the accounts and the endings.
-        """
+        """The file's bytes, of the book's tokens or of C{tokens}, with accounts and endings."""
         kept = self.tokens if tokens is None else tokens
         records = [dict(token.to_json(), ended=self.ended[token.id].to_json())
                    if token.id in self.ended else token.to_json() for token in kept.values()]
@@ -537,10 +482,7 @@ class TokenBook:
         return json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
 
     def loads(self, data: bytes) -> None:
-        """
-        Take the tokens of a file's bytes, all or none: a record that cannot
-        be used (a file edited by hand) is named with its line.
-        """
+        """Take the tokens of a file's bytes, all or none; a bad record is named with its line."""
         try:
             document = json.loads(data)
             records = document["tokens"]
@@ -585,8 +527,7 @@ def _gone(token: Token, accounts: Mapping[str, str], outside: OutsideLogins) -> 
 
 def write_file(path: str, data: bytes) -> None:
     """
-    Write a token file atomically, readable by its owner only, and make the
-    rename durable (the folder fsynced): a revocation answered must survive
-    a power cut (blocking).
+    Write a token file atomically, readable by its owner only, the rename
+    made durable: a revocation answered must survive a power cut (blocking).
     """
     write_durably(path, data, prefix=".tokens-")

@@ -1,22 +1,13 @@
 """
 Checking user names and passwords, off the reactor thread.
 
-L{PasswordVerifier} runs the slow hash verification in a thread pool, never
-on the reactor thread, makes an unknown user cost as much as a wrong
-password, and remembers recent successes (by keyed digest, never the
-password itself) so that C{pip install} of fifty packages costs one
-verification. Concurrent checks of identical credentials (compared by the
-same keyed digest) are one check whose result every waiter shares: a cold
-server hit by fifty requests with the right password hashes once. The
-login throttle (L{pypid.auth.throttle}) is consulted only for a new check
-(L{PasswordVerifier.needs_new_check}), so requests that join a check under
-way, or hit the cache, are never held back by it. The verified user is an
-L{Identity}. A name that is not a user here may be checked in a directory
-(C{[ldap]}, L{pypid.auth.ldap}) instead, by the same cache, merging and
-cap, with the dummy hash still computed beside it.
-
-Nothing here imports the global reactor: the reactor (for its clock and to get
-results back from threads) and the thread pool come in through constructors.
+L{PasswordVerifier} runs the slow hash verification in a thread pool, makes an
+unknown user cost as much as a wrong password, and remembers recent successes
+(by keyed digest, never the password) so that C{pip install} of fifty packages
+costs one verification. Concurrent checks of identical credentials are one
+check whose result every waiter shares. The login throttle is consulted only
+for a new check. A name that is not a user here may be checked in a directory
+(C{[ldap]}) instead, with the dummy hash still computed beside it.
 """
 
 from __future__ import annotations
@@ -78,10 +69,7 @@ class NameHeld(Exception):
 
 
 class DirectoryUnavailable(Exception):
-    """
-    The directory that checks users outside C{[users]} (C{[ldap]}) cannot
-    be reached; try again in C{retry_after} seconds.
-    """
+    """The directory (C{[ldap]}) cannot be reached; try again in C{retry_after} seconds."""
 
     def __init__(self, retry_after: float = 5) -> None:
         super().__init__(retry_after)
@@ -93,18 +81,12 @@ class Identity:
     """
     Who a request was authenticated as.
 
-    @ivar name: the user's name, as it appears in C{[users]}.
-    @ivar token: the L{pypid.auth.tokens.Token} the request used (with the user
-        name C{__token__}), whose scope limits what the user may do; or
-        L{None} for a password.
+    @ivar token: the L{pypid.auth.tokens.Token} the request used, whose scope
+        limits what the user may do; or L{None} for a password.
     @ivar groups: the groups the directory (C{[ldap]}) says the user is in,
-        looked up with the password and remembered as long as it; those of
-        C{[groups]} are the L{pypid.auth.policy.AccessModel}'s.
-    @ivar login: where the person logged in (a person is a
-        source and a name): a password of C{[users]} or the htpasswd file,
-        the directory they were checked in, the provider of their browser
-        session, or what their token remembers. Whatever they open or
-        issue keeps it; nothing reads it again from the configuration.
+        remembered as long as the password; C{[groups]}' are the model's.
+    @ivar login: where the person logged in (a person is a source and a
+        name). Whatever they open or issue keeps it.
     """
 
     name: str
@@ -132,22 +114,16 @@ class PasswordVerifier:
     A new configuration means a new verifier, so its cache starts empty and a
     removed user or a changed password takes effect at once.
 
-    @ivar _users: user name to argon2id hash; every hash is checked with
-        L{parse_hash} at construction.
-    @ivar _reactor: provides C{seconds()} for cache expiry and
-        C{callFromThread} for L{deferToThreadPool}.
-    @ivar _threadpool: the L{twisted.python.threadpool.ThreadPool} that runs
-        the verifications; the caller starts and stops it, and its size
-        bounds the memory used by concurrent verifications (19 MiB each with
-        the default cost).
+    @ivar _threadpool: runs the verifications; the caller starts and stops
+        it, and its size bounds the memory of concurrent verifications (19
+        MiB each with the default cost).
     @ivar _cache_ttl: seconds a successful verification is remembered; 0
-        disables the cache (L{CACHE_SIZE}, L{MAX_PENDING}: the caps).
-    @ivar _run_in_pool: a L{deferToThreadPool}-compatible callable; tests
-        replace it to run synchronously and count verifications.
-    @ivar _directory: a L{pypid.auth.ldap.Directory} that checks the names
-        that are not users here (the dummy hash is still computed, beside
-        it, so that such names cost at least what a user's check does), or
-        L{None}. Its successes are remembered for the shorter of the two
+        disables the cache.
+    @ivar _run_in_pool: a L{deferToThreadPool}-compatible callable (tests
+        replace it).
+    @ivar _directory: checks the names that are not users here (beside the
+        dummy hash, so they cost at least what a user's check does), or
+        L{None}; its successes are remembered for the shorter of the two
         TTLs, with the user's directory groups.
     """
 
@@ -166,9 +142,8 @@ class PasswordVerifier:
     #: directory success is taken or remembered
     _held: Callable[[str], str | None] | None = attrs.field(default=None, kw_only=True,
                                                            repr=False)
-    # Per-process key for the cache's digests: a leaked cache (a core dump,
-    # say) cannot be brute-forced offline without it, and is useless after
-    # a restart.
+    # Per-process key for the cache's digests: a leaked cache (a core dump) cannot
+    # be brute-forced offline without it, and is useless after a restart.
     _cache_key: bytes = attrs.field(init=False, repr=False,
                                     factory=lambda: secrets.token_bytes(32))
     # digest -> expiry (reactor seconds), oldest first.
@@ -205,12 +180,8 @@ class PasswordVerifier:
 
     def directory_knows(self, user: str) -> Deferred[bool]:
         """
-        Whether the directory (C{[ldap]}) has a user of the name C{user}
-        (C{False} without a directory): a person of single sign-on is
-        refused a name the directory's user holds.
-
-        @return: a L{Deferred} failing with L{DirectoryUnavailable} when
-            the directory cannot be asked.
+        Whether the directory has a user of the name C{user} (C{False} without
+        one); failing with L{DirectoryUnavailable} when it cannot be asked.
         """
         if self._directory is None:
             return succeed(False)
@@ -218,19 +189,13 @@ class PasswordVerifier:
 
     @property
     def directory_ttl(self) -> float | None:
-        """
-        How long a directory user's groups are taken as read (its
-        C{cache_ttl}); L{None} without a directory.
-        """
+        """How long a directory user's groups are taken as read; L{None} without a directory."""
         return self._directory.cache_ttl if self._directory is not None else None
 
     def directory_groups(self, user: str) -> Deferred[frozenset[str] | None]:
         """
-        The directory groups of C{user} now (L{None}: the directory has no
-        such user, or there is no directory), read without a password.
-
-        @return: a L{Deferred} failing with L{DirectoryUnavailable} when
-            the directory cannot be asked.
+        The directory groups of C{user} now, read without a password (L{None}:
+        no such user, or no directory); failing with L{DirectoryUnavailable}.
         """
         if self._directory is None:
             return succeed(None)
@@ -238,25 +203,20 @@ class PasswordVerifier:
 
     def stored(self, user: str) -> str | None:
         """
-        The hash C{user}'s password is checked against, or L{None}: a
-        browser session keeps a stamp of it, so that a changed password
-        ends the session at the reload that brings it.
+        The hash C{user}'s password is checked against, or L{None}: a browser
+        session keeps a stamp of it, so a changed password ends the session.
         """
         return self._users.get(user)
 
     def passwords_set_since(self, before: PasswordVerifier) -> list[str]:
-        """
-        The users whose password hash is not C{before}'s: an admin set it
-        (C{pypid-passwd} and a reload), or made the user.
-        """
+        """The users whose password hash is not C{before}'s (set by an admin, or a new user)."""
         return [user for user, stored in self._users.items() if before.stored(user) != stored]
 
     def needs_new_check(self, user: str, password: str) -> bool:
         """
         Whether verifying these credentials now would start a new hash check:
-        not when they were verified lately, nor when a check of the very same
-        credentials is under way (L{verify} joins it and shares its result).
-        Only a new check is the login throttle's business.
+        not when they were verified lately, nor when a check of the same
+        credentials is under way. Only a new check is the throttle's business.
         """
         digest = self._digest(user, password)
         return (digest not in self._in_flight
@@ -264,25 +224,18 @@ class PasswordVerifier:
 
     def _digest(self, user: str, password: str) -> bytes:
         """
-        Return the cache key of C{(user, password)}: an HMAC, so the cache
-        never holds the password or anything that can be checked offline.
+        The cache key of C{(user, password)}: an HMAC, so the cache never
+        holds the password or anything that can be checked offline.
         """
         # The length prefix keeps ("a\0b", "c") and ("a", "b\0c") apart,
         # whatever characters a caller lets into user names.
         user_bytes = user.encode("utf-8")
-        message = (
-            len(user_bytes).to_bytes(4, "big")
-            + user_bytes
-            + b"\0"
-            + password.encode("utf-8", "surrogatepass")
-        )
+        message = (len(user_bytes).to_bytes(4, "big") + user_bytes + b"\0"
+                   + password.encode("utf-8", "surrogatepass"))
         return hmac.new(self._cache_key, message, hashlib.sha256).digest()
 
     def _cached(self, digest: bytes, now: float) -> frozenset[str] | None:
-        """
-        The directory groups (empty for a user of C{[users]}) of C{digest}'s
-        success, remembered and not yet expired; or L{None}.
-        """
+        """The directory groups (empty for C{[users]}) of C{digest}'s live success, or L{None}."""
         expiry = self._cache.get(digest)
         if expiry is None:
             return None
@@ -294,16 +247,12 @@ class PasswordVerifier:
 
     def _remember(self, digest: bytes, now: float, groups: frozenset[str] = frozenset(),
                   ttl: float | None = None) -> None:
-        """
-        Remember a success (with the user's directory C{groups}) until C{now}
-        plus the TTL (or C{ttl} when shorter), within the size bound.
-        """
+        """Remember a success (with directory C{groups}) for the TTL (or C{ttl} if shorter)."""
         ttl = self._cache_ttl if ttl is None else min(ttl, self._cache_ttl)
         if ttl <= 0 or self._cache_size <= 0:
             return
         # Expiries are appended in time order (but for directory users' shorter
-        # TTL), so expired entries are at the front; drop them, then the
-        # oldest until there is room.
+        # TTL): drop the expired at the front, then the oldest until there is room.
         while self._cache:
             oldest, expiry = next(iter(self._cache.items()))
             if expiry > now and len(self._cache) < self._cache_size:
@@ -317,23 +266,20 @@ class PasswordVerifier:
 
     def verify(self, user: str, password: str) -> Deferred[bool]:
         """
-        Return a L{Deferred} that fires with C{True} if C{password} is
-        C{user}'s password and C{False} otherwise, including for an unknown
-        user, which costs the same full hash verification. Calls with the
-        same credentials while their check is under way wait for that check
-        and get its result; they never fail with L{Busy}.
+        A L{Deferred} firing with whether C{password} is C{user}'s (an unknown
+        user costs the same full hash verification). Calls with the same
+        credentials while their check is under way share its result; they never
+        fail with L{Busy}.
 
-        @raise Busy: (its L{Deferred} fails so) past C{max_pending} checks
-            under way, or if the thread pool does something unexpected.
+        @raise Busy: (its L{Deferred} fails so) past C{max_pending} checks under way.
         """
         return self._check(user, password).addCallback(lambda groups: groups is not None)
 
     def _check(self, user: str, password: str) -> Deferred[frozenset[str] | None]:
         """
-        L{verify}, but firing with the user's directory groups (an empty
-        frozenset for a user of C{[users]}) on success, L{None} otherwise;
-        failing with L{DirectoryUnavailable} when the directory was needed
-        and could not be asked.
+        L{verify}, but firing with the user's directory groups (empty for a
+        user of C{[users]}) on success, L{None} otherwise; failing with
+        L{DirectoryUnavailable} when the directory was needed and unreachable.
         """
         digest = self._digest(user, password)
         groups = self._cached(digest, self._reactor.seconds())
@@ -349,13 +295,8 @@ class PasswordVerifier:
         self._in_flight[digest] = [result]
         stored = self._users.get(user)
         known = stored is not None
-        work = self._run_in_pool(
-            self._reactor,
-            self._threadpool,
-            verify_hash,
-            stored if known else self._dummy_hash,
-            password,
-        )
+        work = self._run_in_pool(self._reactor, self._threadpool, verify_hash,
+                                 stored if known else self._dummy_hash, password)
         directory = self._directory
         if known or directory is None:
             work.addCallback(self._verified, user, known, digest)
@@ -367,9 +308,9 @@ class PasswordVerifier:
     def _ask_directory(self, directory: Directory, hashed: Deferred[str], user: str,
                        password: str, digest: bytes) -> Deferred[Any]:
         """
-        Check a name that is not a user here in the directory, while the
-        dummy hash (C{hashed}) runs: the answer comes when both are done,
-        so such a name never costs less than a user's check.
+        Check a name that is not a user here in the directory while the dummy
+        hash (C{hashed}) runs: the answer comes when both are done, so such a
+        name never costs less than a user's check.
         """
         parts: list[Deferred[Any]] = [hashed, directory.check(user, password)]
         both = gatherResults(parts, consumeErrors=True)
@@ -388,10 +329,7 @@ class PasswordVerifier:
 
     def _verified(self, outcome: str, user: str, known: bool,
                   digest: bytes) -> frozenset[str] | None:
-        """
-        Turn a verification's outcome into the user's directory groups (none
-        here) or L{None}, log it, and cache a success.
-        """
+        """A verification's outcome as groups (none here) or L{None}, logged; a success cached."""
         if outcome == MATCH and known:
             self._remember(digest, self._reactor.seconds())
             return frozenset()
@@ -411,13 +349,9 @@ class PasswordVerifier:
                 waiter.errback(result)
             else:
                 waiter.callback(result)
-        return None
 
     def authenticate(self, user: str, password: str) -> Deferred[Identity | None]:
-        """
-        Return a L{Deferred} firing with the L{Identity} of C{user} if
-        C{password} is theirs, or L{None} otherwise.
-        """
+        """A L{Deferred} firing with C{user}'s L{Identity} if C{password} is theirs, or L{None}."""
         return self._check(user, password).addCallback(self._identity, user)
 
     def _identity(self, groups: frozenset[str] | None, user: str) -> Identity | None:

@@ -1,17 +1,12 @@
 """
-The log of what the indexes decide about advisories: when the
-advisories or an index's rules change, each release whose decision
-changed (hidden, denied, or allowed again) is logged once.
+The log of what the indexes decide about advisories: when the advisories or an
+index's rules change, each release whose decision changed (hidden, denied, or
+allowed again) is logged once.
 
-Why here and so: an administrator must be able to tell, from the log,
-why a release vanished from an index or came back, without a line per
-request; and a refresh that changes nothing must say nothing. So the
-decisions last logged are remembered (only the releases hidden or
-denied: a few a project the advisories name), and a change is worked out
-against them, among the releases each index knows (its hosted files and
-its cached upstream pages). A database replaced whole (the first load)
-may change thousands: past L{MAX_LINES} lines, one summary line counts
-the rest.
+An administrator must be able to tell from the log why a release vanished or
+came back, without a line per request, and a refresh that changes nothing must
+say nothing: the decisions last logged are remembered (only releases hidden or
+denied). Past L{MAX_LINES} lines, one summary line counts the rest.
 """
 
 from __future__ import annotations
@@ -54,29 +49,19 @@ def decisions_of(policy: AdvisoryPolicy, project: str,
 def changes(before: dict[str, Decision],
             after: dict[str, Decision]) -> list[tuple[str, str, tuple[str, ...]]]:
     """
-    C{(version, now, ids)} of each release whose decision moved, oldest
-    first: C{now} C{hidden}, C{denied} or C{allowed} (with the identifiers
-    it was hidden or denied by).
+    C{(version, now, ids)} of each release whose decision moved, oldest first:
+    C{now} C{hidden}, C{denied} or C{allowed} (with the identifiers it was
+    hidden or denied by).
     """
-    moved = []
-    for version in sorted(before.keys() | after.keys(), key=version_key):
-        old, new = before.get(version), after.get(version)
-        if old == new:
-            continue
-        if new is None:
-            assert old is not None
-            moved.append((version, "allowed", old[1]))
-        else:
-            moved.append((version, new[0], new[1]))
-    return moved
+    return [(version, "allowed", before[version][1]) if version not in after
+            else (version, *after[version])
+            for version in sorted(before.keys() | after.keys(), key=version_key)
+            if before.get(version) != after.get(version)]
 
 
 @attrs.define
 class DecisionLog:
-    """
-    What each index hid and denied when last reviewed, by index, project
-    and version; L{review} logs what moved since.
-    """
+    """What each index hid and denied when last reviewed, by index, project and version."""
 
     max_lines: int = MAX_LINES
     _last: dict[str, dict[str, dict[str, Decision]]] = attrs.field(factory=dict)
@@ -84,9 +69,9 @@ class DecisionLog:
     def review(self, indexes: Sequence[Reviewed], projects: Iterable[str]) -> int:
         """
         Work out again the decisions of C{indexes} on the releases of
-        C{projects} (the projects the advisories named, before or after)
-        and log each that changed, at most L{max_lines} lines then a
-        summary line. How many changed.
+        C{projects} (those the advisories named, before or after) and log each
+        that changed, at most L{max_lines} lines then a summary line. How many
+        changed.
         """
         lines = 0
         projects = list(projects)

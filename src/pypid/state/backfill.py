@@ -1,16 +1,12 @@
 """
-Backfill: describe, in the background, the files a start-up scan found without a
-record (a bare folder: a pypiserver folder, files copied in by hand), so
-that the server answers at once from their names and fills in their hashes
-and metadata as it goes, a project at a time, the project a client asks for
-first.
+Backfill: describe, in the background, the files a start-up scan found without
+a record (files copied in by hand), so the server answers at once and fills in
+hashes and metadata a project at a time, the one a client asks for first.
 
-A project's pages wait until its files are described, up to
-L{WAIT_LIMIT}, then answer 503 with C{Retry-After}: they are never served
-without the hashes. pip checks a file against the hash its page gives (and
-C{--require-hashes} refuses a file without one), uv keeps the hashes in its
-lock file, and a page without them, once fetched, could end up there; pip
-and uv both retry a 503.
+A project's pages wait until its files are described, up to L{WAIT_LIMIT}, then
+answer 503 with C{Retry-After}: never without the hashes, which pip checks
+(C{--require-hashes} refuses a file without one) and uv keeps in its lock file;
+both retry a 503.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -45,10 +41,7 @@ _UNNAMED = ""
 @implementer(IMetricsSource)
 @attrs.define
 class Backfill:
-    """
-    Describes pending files (L{pypid.core.indexes.pending.PendingFile}) through the
-    storage's C{describe_pending}, and adds their records to the index.
-    """
+    """Describes pending files through the storage's C{describe_pending}, and indexes them."""
 
     _index: Index
     _storage: IBackfillStorage
@@ -85,19 +78,14 @@ class Backfill:
         return self._queue.files + self._in_hand
 
     def note(self, pending: Sequence[PendingFile]) -> None:
-        """
-        Note the projects of C{pending} in the index (their pages wait for
-        them from now on) and queue them; L{begin} describes them.
-        """
+        """Note the projects of C{pending} in the index (their pages wait from now); queue them."""
         groups: dict[str, list[PendingFile]] = {}
         spelt: dict[str, str] = {}
         # (by name: a project's files together, described in that order)
-        for item in sorted(pending, key=_filename):
+        for item in sorted(pending, key=lambda item: item.filename):
             found = project_of(item.filename)
-            if found is None:
-                groups.setdefault(_UNNAMED, []).append(item)
-            else:
-                groups.setdefault(found[0], []).append(item)
+            groups.setdefault(_UNNAMED if found is None else found[0], []).append(item)
+            if found is not None:
                 spelt.setdefault(found[0], found[1])
         unnamed = groups.pop(_UNNAMED, None)
         for name, files in groups.items():
@@ -107,8 +95,7 @@ class Backfill:
             self._queue.add(_UNNAMED, unnamed)
         if not self._queue:
             return
-        # (the files whose name tells no project are counted apart: they
-        # are no project's, and most are not distributions at all)
+        # (files whose name tells no project are counted apart: most are no distributions)
         what = counted(len(pending), "file")
         if unnamed:
             what += (f" ({len(pending) - len(unnamed)} of {counted(len(groups), 'project')}, "
@@ -126,19 +113,14 @@ class Backfill:
 
     def begin(self, done: Callable[[], object] | None = None) -> None:
         """
-        Describe every file L{note}d (once the server listens: its first
-        answers are not slowed by two threads reading files); then call
-        C{done()}, if given.
+        Describe every file L{note}d (once the server listens, so its first
+        answers are not slowed by threads reading files); then call C{done()}.
         """
         self._done = done
         if not self._queue:
             if done is not None:
                 done()
-            return
-        self._begin()
-
-    def _begin(self) -> None:
-        if self._running is None:
+        elif self._running is None:
             self._started = self._clock.seconds()
             self._running = DeferredList([ensureDeferred(self._work())
                                           for _ in range(self.workers)])
@@ -149,10 +131,7 @@ class Backfill:
         return name in self._current or name in self._queue
 
     def when_described(self, name: str) -> Deferred[bool]:
-        """
-        A L{Deferred} that fires with C{True} once the project's files are
-        described (describing it next), or C{False} after L{wait_limit}.
-        """
+        """Fires with C{True} once the project's files are described (next), C{False} on timeout."""
         if not self.is_pending(name):
             return succeed(True)
         self._queue.first(name)
@@ -164,8 +143,13 @@ class Backfill:
             if d in waiters:
                 waiters.remove(d)
                 d.callback(False)
-        d.addBoth(_cancel_timer, self._clock.callLater(self.wait_limit, too_long))
-        return d
+        timer = self._clock.callLater(self.wait_limit, too_long)
+
+        def cancel_timer(result: bool) -> bool:
+            if timer.active():
+                timer.cancel()
+            return result
+        return d.addBoth(cancel_timer)
 
     async def _work(self) -> None:
         """One worker: takes the next project from the queue until it is empty."""
@@ -228,13 +212,3 @@ class Backfill:
                       "the start.", self.described)
         yield counter("pypid_files_not_distributions", "Files found without a record that "
                       "were not distributions (not served).", self.refused)
-
-
-def _filename(item: PendingFile) -> str:
-    return item.filename
-
-
-def _cancel_timer(result: bool, timer: IDelayedCall) -> bool:
-    if timer.active():
-        timer.cancel()
-    return result

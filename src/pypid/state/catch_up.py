@@ -1,17 +1,12 @@
 """
-A worker's catching up with the changes the machine's other workers
-announced (L{CatchUp}), asked before each answer (L{CatchUp.behind}: one
-read of shared memory) and done before it when the ring moved: the hub
-hands what was announced to its topics' handlers
-(L{pypid.machine.topics.Hub.take}), every index's look at its shared
-folder (L{pypid.state.sync.SyncService.sync}) runs, and the answer waits
-for them all.
+A worker's catching up with the changes the machine's other workers announced
+(L{CatchUp}), asked before each answer (one read of shared memory): when the
+ring moved, every index's look at its shared folder runs, and the answer waits.
 
-Several requests that find the worker behind wait for the same catching
-up; one that finds it behind again when that ends (a change announced
-meanwhile) starts the next. A request waits unread (L{CatchUp.holds}):
-its connection is not read meanwhile, and its first bytes are given back
-to it once caught up, as if they arrived then.
+Requests that find the worker behind wait for the same catching up; one that
+finds it behind again when that ends starts the next. A request waits unread
+(L{CatchUp.holds}): its first bytes are given back to it once caught up, as if
+they arrived then.
 """
 
 from __future__ import annotations
@@ -45,16 +40,10 @@ class Connection(Protocol):
 
 
 class CatchUp:
-    """
-    Takes in the announced changes before a worker answers.
-
-    @ivar seen: the last announcement every look has taken in.
-    """
+    """Takes in the announced changes before a worker answers (up to C{seen}, by every look)."""
 
     def __init__(self, hub: Hub, looks: Sequence[Looks]) -> None:
-        """
-        @param looks: every shared folder's look (one an index).
-        """
+        """@param looks: every shared folder's look (one an index)."""
         self._hub = hub
         self._looks = list(looks)
         self.seen = hub.latest()
@@ -68,9 +57,8 @@ class CatchUp:
     def holds(self, connection: Connection, data: bytes) -> bool:
         """
         Whether C{data}, the first bytes of a request on C{connection} (between
-        requests: the transport is the connection's to pause), waits until
-        the worker caught up: the connection is not read meanwhile, and
-        C{data} is given back to it then.
+        requests: the transport is the connection's to pause), waits, unread,
+        until the worker caught up, to be given back to it then.
         """
         held = self._held.get(connection)
         if held is not None:
@@ -90,10 +78,7 @@ class CatchUp:
             connection.dataReceived(b"".join(held))
 
     def caught_up(self) -> Deferred[None]:
-        """
-        Fires once every change announced before the call is taken in
-        (a catching up under way that began before the call does not do).
-        """
+        """Fires once every change announced before the call is taken in."""
         return self._catching_up()
 
     def _look(self) -> Deferred[object]:

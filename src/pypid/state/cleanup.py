@@ -1,22 +1,17 @@
 """
 Cleanups of hosted indexes by their retention rules: a plan
-(L{pypid.core.indexes.retention.make_plan}) over the index's live files and its
-download counts, and its application, each file into the index's recycle
-bin (L{pypid.state.recycle_bin}), one at a time under the index's lock.
+(L{pypid.core.indexes.retention.make_plan}) over the index's live files and
+download counts, and its application, each file into the index's recycle bin,
+one at a time under the index's lock.
 
-An application removes only what a plan listed and a plan made now still
-lists: a file uploaded after the plan (a newer release that pushes an old
-one out, a new file of a planned release) is never removed, nor is one
-downloaded since, restored, changed or removed meanwhile. Each file is put
-in the bin by one write beside it (its record, or a marker object), so an
-application interrupted at any point (a crash, C{kill -9}) leaves every
-file either live or in the bin, never half-removed; applying again goes
-on. Two servers on a bucket applying at once bin a file once: the second
-finds it binned (the index learnt it from the journal), or, in the
-moment between, writes the same state again.
+An application removes only what the plan listed and a plan made now still
+lists: never a file uploaded after the plan, nor one downloaded, restored,
+changed or removed since. Each file is binned by one write beside it, so an
+interrupted application leaves every file live or binned, never half-removed;
+applying again goes on. Two servers on a bucket applying at once bin a file
+once: the second finds it binned, or writes the same state again.
 
-L{RetentionSchedule} applies every index's rules by itself, every
-C{[retention] schedule} (off by default: C{pypid-admin retention apply}).
+L{RetentionSchedule} applies every index's rules every C{[retention] schedule}.
 """
 
 from __future__ import annotations
@@ -50,10 +45,7 @@ class CountsNotRead(Exception):
 
 @attrs.frozen
 class Applied:
-    """
-    What an application did: the files removed (with why), and those of
-    the request it left (with why).
-    """
+    """What an application did: the files removed, and those of the request it left, with why."""
 
     removed: tuple[tuple[FileRecord, str], ...]
     skipped: tuple[tuple[str, str], ...]
@@ -76,23 +68,18 @@ class IndexCleanup:
         """
         What the rules remove now.
 
-        @raise CountsNotRead: C{keep_downloaded} is set and the counts are
-            not read yet (a plan would remove what they keep).
+        @raise CountsNotRead: C{keep_downloaded} is set and the counts are unread.
         """
         now = self.bin.clock.seconds() if now is None else now
         usage = self.usage
         if self.rules.keep_downloaded and usage is not None and not usage.loaded:
             raise CountsNotRead(self.name)
-        last = usage.last_downloaded if usage is not None else _never
-        index = self.bin.index
-        return make_plan(self.name, ((p.name, p.files.values()) for p in index.projects()),
+        last = usage.last_downloaded if usage is not None else (lambda filename: None)
+        return make_plan(self.name, ((p.name, p.files.values()) for p in self.bin.index.projects()),
                          self.rules, now, last)
 
     async def apply(self, requested: Collection[str] | None, removed: Removed) -> Applied:
-        """
-        Remove what a plan made now lists, of C{requested} (the filenames
-        of the plan the caller showed; L{None}: all of it).
-        """
+        """Remove what a plan made now lists, of C{requested} filenames (L{None}: all of it)."""
         plan = self.plan()
         wanted = set(requested) if requested is not None else None
         done: list[tuple[FileRecord, str]] = []
@@ -128,16 +115,8 @@ class IndexCleanup:
         return None
 
 
-def _never(filename: str) -> float | None:
-    return None
-
-
 class RetentionSchedule(Periodic):
-    """
-    Applies every index's rules every C{interval} seconds (the first time
-    an interval after the start), writing a C{retention} audit entry for
-    each file removed.
-    """
+    """Applies every index's rules every C{interval} seconds, with an audit entry per file."""
 
     def __init__(self, cleanups: Mapping[str, IndexCleanup], audit: IJournal | None,
                  clock: IReactorTime, interval: float) -> None:

@@ -1,23 +1,18 @@
 """
-The namespace grants the indexes' JSON API shows (PEP 752), with
-when each came into force (L{pypid.core.indexes.grant_ledger}), kept in the
-default index's storage.
+The namespace grants the indexes' JSON API shows (PEP 752), with when each came
+into force (L{pypid.core.indexes.grant_ledger}), kept in the default index's
+storage.
 
-Read once the indexes are loaded and before the listeners open (a part
-of the server), and at each C{SIGHUP} whose C{[namespaces]} or
-C{[groups]} changed: the document read, brought up to the grants
-configured (a new grant in force from now, over the projects the indexes
-hold that its owners did not make; one removed forgotten), served, and
-written back when that changed it. Why it reads before it writes: on a
-shared bucket, the first server to run with a grant says since when and
-over what; the others keep its word. Nothing else changes the document,
-so it is not read again on a timer.
+Read before the listeners open and at each C{SIGHUP} whose C{[namespaces]} or
+C{[groups]} changed: the document is brought up to the grants configured (a new
+grant in force from now, over the projects its owners did not make; one removed
+forgotten), served, and written back when that changed it. It reads before it
+writes because on a shared bucket the first server to run with a grant says
+since when and over what; the others keep its word. Nothing else changes the
+document, so no timer reads it again.
 
-A storage that fails, or a document that cannot be read, is logged: the
-grants are served all the same, those the server has no word of from its
-start (what it read is kept when only the write failed), and the next
-reload tries again. The indexes take the grants through L{serve_namespaces};
-a new grant's projects that its owners did not make are L{namespace_found}.
+A failure is logged and the grants served all the same; the next reload tries
+again.
 """
 
 from __future__ import annotations
@@ -69,20 +64,14 @@ class GrantSettings(Protocol):
 @implementer(IReloadable)
 class GrantKeeper(Service):
     """
-    Keeps the grants' ledger and hands the grants to the indexes (see the
-    module).
+    Keeps the grants' ledger (C{ledger}) and hands the grants to the indexes.
 
-    @ivar ledger: the ledger in force.
     @ivar kept: whether the last bring-up read and kept the document.
     """
 
     def __init__(self, storage: IServerDocuments, clock: IReactorTime, take: Take,
                  found: Found, settings: GrantSettings) -> None:
-        """
-        @param storage: the default index's storage.
-        @param clock: says when a new grant came into force.
-        @param settings: the configuration the server started with.
-        """
+        """@param settings: the configuration the server started with."""
         self._storage = storage
         self._clock = clock
         self._take = take
@@ -122,8 +111,7 @@ class GrantKeeper(Service):
     async def _read_and_keep(self) -> None:
         data = await self._storage.document(GRANT_LEDGER)
         kept = GrantLedger() if data is None else GrantLedger.from_bytes(data)
-        # (what the document says wins; a grant it has no word of keeps what
-        # this server found at its commit, not looked for twice)
+        # (what the document says wins over what this server found at its commit)
         ledger = self._brought_up(GrantLedger({**self.ledger.entries, **kept.entries}))
         # (served first: a write that fails keeps what was read)
         self._serve(ledger)
@@ -158,12 +146,10 @@ class Hosted(Protocol):
 def namespace_found(stacks: Mapping[str, Hosted], grant: Grant,
                     settings: Config) -> set[str]:
     """
-    The projects of C{grant}'s namespace that the hosted indexes it is
-    granted in hold (of C{stacks}) and its owners did not make, as
-    C{index/project} (L{foreign_projects}, the first file of each among
-    its live and binned ones; C{settings}' C{[groups]} and admins). Only
-    the projects of the namespace are read: their records, not every
-    project's (a start from a snapshot defers most).
+    The projects of C{grant}'s namespace, as C{index/project}, that the hosted
+    indexes it is granted in hold and its owners did not make (by the first
+    file among live and binned ones; C{settings}' C{[groups]} and admins). Only
+    the namespace's projects' records are read (a start defers most).
     """
     users, admin_groups = admin_users_and_groups(settings.auth.admins)
     admins = frozenset({f"user:{u}" for u in users} | {f"group:{g}" for g in admin_groups})
@@ -189,10 +175,9 @@ def _all_files(project: Project, binned: Sequence[FileRecord]) -> list[FileRecor
 def serve_namespaces(spaces: Mapping[str, IndexNamespaces], stacks: Mapping[str, Hosted],
                      grants: NamespaceGrants, ledger: GrantLedger) -> list[str]:
     """
-    Serve C{grants}, over what C{ledger} says of them (L{GrantKeeper}), in
-    every index of C{spaces}; a hosted index (of C{stacks}) whose
-    namespaces changed drops its pages (the composed ones go by their
-    stamp). The names of the indexes that changed.
+    Serve C{grants}, as C{ledger} dates them, in every index of C{spaces}; a
+    hosted index whose namespaces changed drops its pages (the composed ones
+    go by their stamp). The names of the indexes that changed.
     """
     changed = [name for name, found in spaces.items() if found.take(grants, ledger)]
     for name in changed:

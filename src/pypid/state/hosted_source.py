@@ -1,8 +1,6 @@
 """
-One hosted index as the indexes that read it serve it: its records, its
-storage, its lock, its backfill, counts, recycle bin and upload rules.
-The read-only face of a L{pypid.state.hosted_stack.HostedStack}
-(L{pypid.state.hosted_stack.HostedStack.source}), what the web serves from.
+One hosted index as the indexes that read it serve it: the read-only face
+of a L{pypid.state.hosted_stack.HostedStack}, what the web serves from.
 """
 
 from __future__ import annotations
@@ -20,12 +18,7 @@ from pypid.storage.base.locks import KeyedLock
 
 @attrs.frozen
 class HostedSource:
-    """
-    One hosted index as a named index reads it: its files and where they
-    are, and the lock its changes hold.
-
-    @ivar name: the hosted index's name (C{default} for today's).
-    """
+    """One hosted index as a named index reads it: its files, where they are, and its lock."""
 
     name: str
     index: Index

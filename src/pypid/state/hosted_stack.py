@@ -1,11 +1,6 @@
 """
-One hosted index's stack: everything it owns (its L{Index}, its storage
-under a root of its own, its loader and snapshot writer, its backfill or
-sync, the follow-up of its load), made by L{HostedStack.create} from the
-configuration and a name. Apart from L{pypid.state.indexes}, which holds
-the stacks of a server with its views and advisories, because a stack is
-made and started alone: the default index is built as a server of one
-index always was, so a server without C{[index:NAME]} is unchanged.
+One hosted index's stack: everything it owns (its L{Index}, storage,
+loader, snapshot writer, backfill or sync), made by L{HostedStack.create}.
 
 A stack per name, not one L{Index} whose records carry an index: every
 structure of an index, its storage, its snapshot and its backfill is keyed
@@ -76,14 +71,11 @@ class HostedStack:
     """
     Everything one hosted index owns; its daemon parts by kind (L{parts}).
 
-    @ivar name: C{default} for the index of today's URLs.
-    @ivar storage: its storage, under a root of its own for a named index.
     @ivar part: the part that loads C{index} (its L{IndexLoader}: C{part.loader}).
     @ivar locks: its changes to storage, one at a time per filename.
     @ivar backfill: for a folder of its own, the reading of files found
         without a record; L{None} otherwise.
-    @ivar sync: for a storage shared with other servers, the taking in of
-        their changes; L{None} otherwise.
+    @ivar sync: for a shared storage, the taking in of the others' changes.
     """
 
     name: str
@@ -98,8 +90,7 @@ class HostedStack:
     sync: SyncService | None = None
     #: the part of C{[upstream]} (the default index's), which holds its proxy
     upstream_part: UpstreamPart | None = None
-    #: its files' download counts; L{None} for a storage that
-    #: keeps none
+    #: its files' download counts; L{None} for a storage that keeps none
     usage: UsageLog | None = None
     #: where its removed files wait before they are purged
     bin: RecycleBin | None = None
@@ -142,25 +133,15 @@ class HostedStack:
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
 
-        @param sharing: what its storage shares with other servers and workers.
-        @param upstream: builds the upstream part of the index
-            (L{pypid.upstream.factory.UpstreamPart.maker}), whose proxy's
-            state its snapshot keeps; L{None}: none.
-        @param peers: C{peers(name)}: the server's hosted index of that
-            name, with which promoted files share their records; L{None}
-            (a server of one index): none.
-        @param serials: the serial of each project of every index, its own
-            carried by its pages (L{pypid.core.records.serials}), and kept
-            whole by the default index's snapshot; L{None}: none (pages
-            without serials).
-        @param advisories: the index's L{AdvisoryPolicy}, which its pages
-            apply; L{None}: none.
-        @param namespaces: the index's PEP 752 namespaces, which its JSON
-            pages show (API 1.5); L{None}: none (1.4).
-        @param render: renders the descriptions its storage finds without
-            details (L{pypid.storage.factory.make_storage}).
-        @raise pypid.core.util.startup.StartupError: when its storage cannot be
-            built from the configuration.
+        @param upstream: builds the index's upstream part, whose proxy's state
+            its snapshot keeps; L{None}: none.
+        @param peers: C{peers(name)}: the hosted index of that name, with which
+            promoted files share their records; L{None}: none.
+        @param serials: every index's projects' serials, its own carried by its
+            pages, kept whole by the default index's snapshot; L{None}: none.
+        @param namespaces: the PEP 752 namespaces its JSON pages show (API
+            1.5); L{None}: none (1.4).
+        @raise pypid.core.util.startup.StartupError: its storage cannot be built.
         """
         server = config.server
         hub = sharing.hub
@@ -178,15 +159,13 @@ class HostedStack:
         learnt = Notice()  # (what the upstream cache learns, saved within seconds)
         upstream_part = upstream(index, learnt) if upstream is not None else None
         proxy = upstream_part.proxy if upstream_part is not None else None
-        # (a folder's files found without a record described after it answers)
         # (its name in the log lines and on /metrics, on a server of named indexes)
         label = name if any(n != DEFAULT for n in config.indexes) else None
         backfill = (Backfill(index, stored, reactor, name=label)
                     if IBackfillStorage.providedBy(stored) and shared is None else None)
         locks = KeyedLock(reactor)
         path = index_snapshot_path(server.snapshot, name)
-        # (of a machine's workers the first alone writes the snapshot, and
-        # saves what the upstream cache they share learnt)
+        # (of a machine's workers the first alone writes the snapshot)
         kept = serials if name == DEFAULT else None  # (every index's)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy,
@@ -210,27 +189,21 @@ class HostedStack:
             uploads=IndexUploadRules(upload_rules(config).get(name, UploadRules())))
 
     def parts(self) -> Iterator[tuple[str, IService]]:
-        """
-        Its daemon parts as C{(kind, part)}, in L{PART_KINDS}' order, those
-        it does not have (a sync on a folder of its own) left out.
-        """
+        """Its daemon parts as C{(kind, part)}, in L{PART_KINDS}' order, those it lacks left out."""
         found: dict[str, IService | None] = {
             "storage": self.storage, "index": self.part, "snapshot": self.writer,
             "snapshot-timer": self.timer, "sync": self.sync, "follow-up": self.follow_up,
             "usage": self.usage}
-        for kind in PART_KINDS:
-            part = found[kind]
-            if part is not None:
-                yield kind, part
+        yield from ((kind, part) for kind in PART_KINDS if (part := found[kind]) is not None)
 
 
 def _recovery(config: Config, name: str, stored: IStorage,
               hub: Hub) -> Callable[[], Awaitable[object]] | None:
     """
-    What takes back the promotions a crash cut, before the load: a server
-    of one process's own; in a machine, a folder's is the supervisor's, a
-    bucket's the first worker's at the machine's start, before any other
-    runs (a worker started again would take back another's under way).
+    What takes back the promotions a crash cut, before the load: a server of
+    one process's own; in a machine, a folder's is the supervisor's, a bucket's
+    the first worker's at the machine's start, before any other runs (a worker
+    started again would take back another's under way).
     """
     recovers = hub.alone or (
         index_settings(config, name).bucket is not None and hub.worker == 1
@@ -249,10 +222,7 @@ def _peers(config: Config, name: str, hub: Hub) -> str:
 
 def _usage_log(stored: IStorage, reactor: IReactorTime,
                hub: Hub) -> UsageLog | None:
-    """
-    The download counts of a storage that keeps them; a machine's workers
-    tell each other of their counts, and the first folds the closed days.
-    """
+    """The download counts of a storage that keeps them, shared by a machine's workers."""
     if not IUsageStorage.providedBy(stored):
         return None
     return UsageLog(cast(IUsageStorage, stored), reactor,

@@ -1,28 +1,15 @@
 """
 What C{SIGHUP} changes of the indexes, and what it refuses.
 
-A view has no storage and no state: its pages are composed of its
-sources' and kept in a cache of its own. So a reload may add a view,
-remove one, and change one's bases and filters: L{reload_indexes} builds
-the new L{pypid.core.indexes.composed.ComposedIndex}s while it prepares (a view
-whose sources and filters stay is kept, with its pages; a changed one is
-new, so nothing composed under its old filters is served again). The
-commit swaps them all in at once, so a request meets the old set or the
-new one, never a mix. Who may read and upload reloads with C{[auth]} and
-C{[acl]} (L{pypid.web.identity.identity_part.IdentityPart}).
+A view has no storage and no state, so a reload may add, remove or change one:
+L{reload_indexes} builds the new views while it prepares (one whose sources and
+filters stay is kept, with its pages; a changed one is new, so nothing composed
+under its old filters is served again), and the commit swaps them all in at
+once, so a request never meets a mix.
 
-Each index's advisory keys (C{advisories}, C{advisory_severity},
-C{advisory_waive}) and C{allow_tag_mismatch} are taken in place at the
-commit (L{pypid.state.indexes.IndexRegistry.take_rules},
-L{pypid.state.indexes.IndexRegistry.take_upload_rules}).
-
-The rest is refused, the whole reload with it (one line naming the
-section and the work only a start or a stop does, L{_refuse_restarts}; the
-server keeps its configuration): work that could fail after the other
-parts took the reload (L{pypid.daemon.container.Parts.reload}).
-C{docs/configuration.rst} says the same to operators.
-
-All is decided against the start's configuration and the views of now.
+Each index's advisory keys and C{allow_tag_mismatch} are taken in place at the
+commit. The rest is refused, the whole reload with it (L{_refuse_restarts}):
+work that could fail after the other parts took the reload.
 """
 
 from __future__ import annotations
@@ -36,7 +23,7 @@ from pypid.config import Config
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.parts import IReloadable
-from pypid.core.security.advisories import AdvisoryPolicy, AdvisoryRules
+from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.startup import StartupError
 from pypid.state.index_sections import advisory_rules, source_order, upload_rules
 from pypid.state.indexes import IndexRegistry, index_view
@@ -45,12 +32,9 @@ from pypid.state.indexes import IndexRegistry, index_view
 @attrs.frozen
 class ReloadedIndexes:
     """
-    The indexes of a configuration read again, ready to be taken.
-
-    @ivar registry: the running stacks, with the new orders and views.
-    @ivar added: the views added, in file order.
-    @ivar removed: the views removed.
-    @ivar changed: the views whose sources or filters changed.
+    The indexes of a configuration read again, ready to be taken: the running
+    stacks with the new orders and views, and the views added (in file
+    order), removed, and whose sources or filters changed.
     """
 
     registry: IndexRegistry
@@ -70,12 +54,12 @@ class ReloadedIndexes:
 def reload_indexes(registry: IndexRegistry, started: Config,
                    config: Config) -> ReloadedIndexes | None:
     """
-    The views of C{config}, over the stacks of C{registry}; L{None} when
-    no view changed.
+    The views of C{config} over the stacks of C{registry}; L{None} when none
+    changed.
 
     @param started: the configuration the server started with.
     @raise StartupError: one line naming the section, when C{config}
-        changes what only a restart changes (see the module).
+        changes what only a restart changes.
     """
     _refuse_restarts(registry, started, config)
     named = [name for name in config.indexes if name != DEFAULT]
@@ -99,8 +83,7 @@ def reload_indexes(registry: IndexRegistry, started: Config,
                 _refuse(config, f"[index:{name}] bases", f"{source}: the server runs no such "
                         "upstream; an upstream is added at the next restart")
     composed = {DEFAULT: registry.composed[DEFAULT]}
-    # (an index keeps its policy, whose rules change at the commit; a view
-    # added gets its own, over the server's board)
+    # (an index keeps its policy, its rules changed at the commit; a new view gets one)
     rules = advisory_rules(config)
     policies: dict[str, AdvisoryPolicy] = {
         name: registry.policies.get(name) or AdvisoryPolicy(rules[name], registry.board)
@@ -117,13 +100,13 @@ def reload_indexes(registry: IndexRegistry, started: Config,
                           registry.sides, started.server.base_url, policies[name],
                           spaces[name])
         kept = registry.composed.get(name)
-        if kept is None:
-            composed[name] = made
-        elif registry.orders[name] == orders[name] and kept.filters == made.filters:
+        if (kept is not None and registry.orders[name] == orders[name]
+                and kept.filters == made.filters):
             composed[name] = kept      # (with the pages it composed)
         else:
             composed[name] = made
-            changed.append(name)
+            if kept is not None:
+                changed.append(name)
     added = tuple(name for name in named if name not in registry.composed)
     removed = tuple(name for name in served if name not in composed)
     if not (added or removed or changed):
@@ -137,9 +120,9 @@ def reload_indexes(registry: IndexRegistry, started: Config,
 
 def _refuse_restarts(registry: IndexRegistry, started: Config, config: Config) -> None:
     """
-    Refuse what only a restart changes (see the module): the upstreams,
-    the namespaces of a server with an upstream, a hosted index added or
-    removed, the first named index or the last.
+    Refuse what only a restart changes: the upstreams, the namespaces of a
+    server with an upstream, a hosted index added or removed, the first named
+    index or the last.
 
     @raise StartupError: one line naming the section.
     """
@@ -185,9 +168,6 @@ def _refuse_upstreams(started: Config, config: Config) -> None:
         if name not in config.upstreams:
             _refuse(config, f"[upstream:{name}]", "removing an upstream needs a restart "
                     "(its cache and snapshot are kept until the server stops)")
-        # (a running upstream's keys: those a restart takes refuse the
-        # reload before this, pypid.config.reloading; its credentials and
-        # hosts are taken by its part)
 
 
 def _refuse(config: Config, where: str, why: str) -> None:
@@ -204,13 +184,7 @@ Serve = Callable[[IndexRegistry], Callable[[], None]]
 class IndexReload:
     """
     The indexes' share of a reload: the views of the configuration read
-    again (L{reload_indexes}) and the web's answers of them, prepared
-    together and taken together.
-
-    @ivar _registry: the server's indexes (taken in place: whoever holds
-        the registry reads the new views).
-    @ivar _started: the configuration the server started with.
-    @ivar _serve: the web side (L{Serve}).
+    again and the web's answers of them, prepared and taken together.
     """
 
     _registry: IndexRegistry
@@ -218,15 +192,14 @@ class IndexReload:
     _serve: Serve
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:
-        """
-        Build the views and their answers; refuse what needs a restart.
-
-        @raise StartupError: see L{reload_indexes}.
-        """
+        """Build the views and their answers; refuse what needs a restart (L{StartupError})."""
         if config is None:
             return None
         reloaded = reload_indexes(self._registry, self._started, config)
-        rules = _rules_changed(self._registry, config)
+        # (the advisory rules that differ from those of the indexes running)
+        rules = {name: found for name, found in advisory_rules(config).items()
+                 if name in self._registry.policies
+                 and self._registry.policies[name].rules != found}
         uploads = [name for name, found in upload_rules(config).items()
                    if name in self._registry.stacks
                    and self._registry.stacks[name].uploads.current != found]
@@ -248,9 +221,3 @@ class IndexReload:
                 said.append("upload rules of " + ", ".join(uploads))
             return "; ".join(said)
         return commit
-
-
-def _rules_changed(registry: IndexRegistry, config: Config) -> dict[str, AdvisoryRules]:
-    """The advisory rules of C{config} that differ from those of the indexes running."""
-    return {name: rules for name, rules in advisory_rules(config).items()
-            if name in registry.policies and registry.policies[name].rules != rules}

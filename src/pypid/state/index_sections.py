@@ -1,8 +1,7 @@
 """
-What the configuration says of each index, as the stacks and the views
-are made of it: its upload and advisory rules, its retention keys, the
-base URL of its pages, its sources in order and a view's filters. Apart
-from L{pypid.state.indexes} because the daemon and the static export
+What the configuration says of each index: its upload and advisory rules,
+retention keys, pages' base URL, sources in order and a view's filters.
+Apart from L{pypid.state.indexes} because the daemon and the static export
 (C{pypid-export --index}) read an index alike, and a reload reads it again.
 """
 
@@ -22,10 +21,7 @@ from pypid.core.security.advisories import AdvisoryRules
 
 
 def retention(config: Config, name: str) -> RetentionKeys:
-    """
-    The retention keys of the hosted index C{name}: C{[retention]}'s for
-    the default, its section's (filled from C{[retention]}) for another.
-    """
+    """The retention keys of the hosted index C{name}: its section's, else C{[retention]}'s."""
     settings = config.indexes.get(name) if name != DEFAULT else None
     return settings if settings is not None else config.retention
 
@@ -34,15 +30,9 @@ _T = TypeVar("_T")
 
 
 def _by_index(config: Config, pick: Callable[[ServerConfig | IndexConfig], _T]) -> dict[str, _T]:
-    """
-    C{pick(section)} of each index: the default's of C{[pypid]}, each named
-    one's of its section (which takes C{[pypid]}'s keys it does not set).
-    """
-    found = {DEFAULT: pick(config.server)}
-    for name, settings in config.indexes.items():
-        if name != DEFAULT:
-            found[name] = pick(settings)
-    return found
+    """C{pick(section)} of each index: the default's of C{[pypid]}, the others' of their own."""
+    return {DEFAULT: pick(config.server), **{name: pick(settings) for name, settings
+                                              in config.indexes.items() if name != DEFAULT}}
 
 
 def upload_rules(config: Config) -> dict[str, UploadRules]:
@@ -64,10 +54,8 @@ def index_base(base_url: str | None, name: str) -> str | None:
 
 def source_order(config: Config, name: str) -> tuple[str, ...]:
     """
-    The sources index C{name} reads, in order (L{resolve_order}): the
-    indexes by name, the upstreams as C{upstream:NAME} (the default index's
-    base is C{[upstream]}, when it has a mode). The daemon and the static
-    export (C{pypid-export --index}) read an index alike.
+    The sources index C{name} reads, in order (L{resolve_order}): indexes by
+    name, upstreams as C{upstream:NAME} (the default's base is C{[upstream]}).
     """
     bases = {other: [str(base) for base in index.bases]
              for other, index in config.indexes.items() if other != DEFAULT}
@@ -88,10 +76,7 @@ def view_filters(settings: IndexConfig) -> Filters:
 
 
 def hosted_names(config: Config) -> list[str]:
-    """
-    The hosted indexes of C{config}, each with a folder of its own: the
-    default first, then each named one that is not a view, bases first.
-    """
+    """The hosted indexes of C{config}: the default, then the named ones not views, bases first."""
     return [DEFAULT, *(name for name in bases_first(config.indexes)
                        if name != DEFAULT and not config.indexes[name].view)]
 

@@ -1,23 +1,19 @@
 """
-A server's reader of its store's journal (L{JournalFollower}): what the
-journal holds after the serial it read up to, given to the serials every
-page carries (L{pypid.core.records.serials.ProjectSerials}), from where the
-snapshot left off (or the journal's beginning, without one).
+A server's reader of its store's journal (L{JournalFollower}): what the journal
+holds after the serial read up to, given to the serials every page carries
+(L{pypid.core.records.serials.ProjectSerials}), from where the snapshot left
+off.
 
-What this server writes reaches the serials at once (the journal tells
-its listeners); the follower brings in what the others wrote: the other
-servers on a bucket, the other workers of a machine, the command-line
-tools. It reads at its start, before the listeners open, so the first
-page carries the serials every server agrees on; then every C{every}
-seconds (the storage's C{sync_interval} on a bucket), and whenever it is
-asked to catch up (a machine's worker, before it answers, once another
-wrote).
+The follower brings in what the others wrote (other servers, workers, the
+command-line tools): at its start, before the listeners open, so the first page
+carries the serials every server agrees on; then every C{every} seconds, and
+whenever asked to catch up.
 
-What the others wrote is taken in no further than the shared storages
-have read the journal (C{bound}): a page never carries the serial of a
-change whose file this server does not serve yet, which a mirror reading
-it then would skip for good. A journal that went back behind the serial
-read (restored from an older backup) is read again from its last.
+The others' entries are taken in no further than the shared storages read the
+journal (C{bound}): a page never carries the serial of a change whose file this
+server does not serve yet, which a mirror would then skip for good. A journal
+gone back behind the serial read (restored from an older backup) is read again
+from its last.
 """
 
 from __future__ import annotations
@@ -49,11 +45,7 @@ class JournalFollower(Periodic):
     def __init__(self, journal: IJournal, serials: ProjectSerials, clock: IReactorTime,
                  every: float = EVERY,
                  bound: Callable[[], int | None] = lambda: None) -> None:
-        """
-        @param bound: C{bound()}: the serial the shared storages read the
-            journal up to (L{None}: no storage is shared), past which no
-            entry is taken in yet.
-        """
+        """@param bound: C{bound()}: the serial past which no entry is taken in yet, if any."""
         Periodic.__init__(self, self.sync, every, clock, what="The journal's follower")
         self._journal = journal
         self._serials = serials
@@ -72,11 +64,7 @@ class JournalFollower(Periodic):
         return reading.addBoth(started)
 
     def sync(self) -> Deferred[None]:
-        """
-        Fires once a read begun after the call ended (one under way waited
-        out first): each tick, and as a machine's catching up asks every
-        look; never fails.
-        """
+        """Fires once a read begun after the call ended (one under way waited out); never fails."""
         return self._reading()
 
     async def _read(self) -> None:

@@ -1,14 +1,12 @@
 """
-Filling the index at start-up: from the snapshot first when there is one,
-then the storage scan that reconciles it (or rebuilds from scratch).
+Filling the index at start-up: from the snapshot when there is one, then
+the storage scan that reconciles it (or rebuilds from scratch).
 
-Start-up order matters: the listeners open only once the index is loaded
-(from the snapshot, or listed from storage), so a client never sees a
-half-empty index; what follows the load (the check of storage against the
-snapshot, or reading the files found without a record) begins once they
-are open: it holds Python's lock in part, and the first answers come
-first. So the loader is two parts of the daemon: L{IndexPart} before the
-listeners, L{FollowUp} after them.
+The listeners open only once the index is loaded, so a client never sees a
+half-empty index; what follows the load (the check against the snapshot, or
+reading files found without a record) holds Python's lock in part and begins
+once they are open, so the first answers come first. Hence two parts of the
+daemon: L{IndexPart} before the listeners, L{FollowUp} after.
 """
 
 from __future__ import annotations
@@ -72,10 +70,7 @@ CHECK_RETRY = 30.0
 
 @contextmanager
 def collector_off(index: Index) -> Iterator[None]:
-    """
-    The garbage collector off while records are made, and what was made
-    frozen out of its sight after, for a large index (see L{IndexLoader.load}).
-    """
+    """Collector off while records are made; a large index's then frozen (L{IndexLoader.load})."""
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -93,25 +88,16 @@ class IndexLoader:
     Fill the index at start-up (L{load}), then do what the load left for
     once the server listens (L{follow_up}).
 
-    With a snapshot of a storage of this server's own (not one shared with
-    other servers), the index is served from the snapshot at once and the
-    scan runs after (L{checked}): it reads every file's size and every
-    folder, 0.7 s at 100,000 files, more than the rest of the start, to
-    find files copied in or removed by hand while the server was stopped,
-    which appear (or go) when it ends. Changes made through the server
-    meanwhile win over what the scan saw (L{pypid.state.merge.merge_scan}).
+    With a snapshot of a storage of this server's own, the index is served from
+    the snapshot at once and the scan runs after (L{checked}): it reads every
+    file's size and folder, 0.7 s at 100,000 files, more than the rest of the
+    start, to find files copied in or removed by hand meanwhile. Changes made
+    through the server since win (L{pypid.state.merge.merge_scan}).
 
-    @ivar writer: the L{pypid.state.writer.SnapshotWriter}, told what the
-        load found (or L{None}: nothing is saved).
-    @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy} whose cache
-        state the snapshot holds, or L{None}.
-    @ivar _backfill: the L{pypid.state.backfill.Backfill} of files found
-        without a record, given for a storage of this server's own that
-        can leave them to it (or L{None}: they are read before the server
-        answers).
-    @ivar _recover: C{recover()}, awaited before anything is read: takes
-        back the promotions a crash interrupted, or L{None}
-        (L{pypid.state.promotion_rollback.roll_back_promotions} over the storage).
+    @ivar _backfill: reads the files found without a record, for a storage of
+        this server's own (L{None}: they are read before the server answers).
+    @ivar _recover: awaited before anything is read: takes back the promotions
+        a crash interrupted, or L{None}.
     """
 
     _index: Index
@@ -138,7 +124,6 @@ class IndexLoader:
     _boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock
     _recover: Callable[[], Awaitable[object]] | None = attrs.field(default=None, kw_only=True)
     #: the index's name in its log lines; L{None} on a server of one index
-    #: (whose lines name none, as before there were named indexes)
     name: str | None = attrs.field(default=None, kw_only=True)
     #: the journal's serials the server takes in, given back what the
     #: snapshot kept of them (the default index's); L{None}: none kept here
@@ -155,13 +140,10 @@ class IndexLoader:
 
     def follow_up(self) -> None:
         """
-        Begin what the load left for once the server listens: the check of
-        storage against the snapshot (L{checked} fires when it is done), or
-        reading the files found without a record. Does not wait for it.
-
-        Every index of the server is loaded by then: the promoted files
-        whose records are made share them with their source index now
-        (L{pypid.core.indexes.index.Index.share_promoted}), whichever loaded first.
+        Begin, without waiting, what the load left for once the server listens:
+        the check against the snapshot (L{checked} fires when done), or reading
+        the files found without a record. Every index is loaded by then, so
+        promoted files share their records with their source now.
         """
         self._index.share_promoted()
         then, self._then = self._then, None
@@ -191,8 +173,7 @@ class IndexLoader:
                 shared.restore_state(snap.storage_state)
             if shared is not None and taken is not None:
                 shared.resume(taken)  # (the changes after it: read at the scan)
-        # (a machine's folder too: the others' changes since the snapshot
-        # are the journal's tail, taken in below before any answer)
+        # (a machine's folder too: the others' changes are taken in below)
         trusted = shared is None or (taken is not None and shared.checked_after_start)
         if snap is not None and trusted:
             how = self._served_from(snap)
@@ -206,10 +187,8 @@ class IndexLoader:
                     known, since, tombstones, later=True)
             else:
                 result = await self._storage.scan(known, since, tombstones)
-            # The scan's tombstones are storage's: read from the records, or
-            # the snapshot's own when the scan found nothing changed since it;
-            # so are its promotions (of files described later too: the
-            # backfill's), or the snapshot's when it read none.
+            # (the scan's tombstones and promotions are storage's, or the
+            # snapshot's when it read none)
             promotions = result.promotions
             if promotions is None and snap is not None and snap.promotions:
                 # (of the files storage still holds)
@@ -240,12 +219,10 @@ class IndexLoader:
 
     async def _snapshot(self, shared: ISharedStorage | None) -> Snapshot | None:
         """
-        The snapshot to start from, if any is usable. A storage of this
-        server's own is served from it before it is checked: each project's
-        records are made when first asked for, or by the check
-        (L{_load_later}), not before the listeners open; so is a machine's
-        folder, from a snapshot that names the journal's serial it took in
-        (one that names none is read whole, for the scan).
+        The usable snapshot to start from, if any: read lazily (each project's
+        records made when first asked for, or by L{_load_later}) for a storage
+        of this server's own, or a machine's folder whose snapshot names the
+        journal's serial taken in; else whole, for the scan.
         """
         lazily = shared is None or shared.checked_after_start
         path = self._snapshot_path
@@ -262,11 +239,7 @@ class IndexLoader:
         return self._dated_before_steps(snap) if snap is not None else None
 
     def _served_from(self, snap: Snapshot) -> str:
-        """
-        Load the index from C{snap}, to be served as it is, and check the
-        storage against it once the server listens (L{follow_up}); how the
-        index was loaded, for the log.
-        """
+        """Load the index from C{snap}, checked once the server listens; how, for the log."""
         self._index.load(snap.records.values(), snap.tombstones, snap.serial, snap.later,
                          snap.promotions)
         checking = attrs.evolve(snap, later=())  # (held by the check: not its lines)
@@ -281,10 +254,8 @@ class IndexLoader:
 
     async def _take_tail(self, shared: ISharedStorage) -> None:
         """
-        Take in what the others changed since the snapshot (the journal's
-        entries after its serial), before any answer: their projects'
-        statuses first, then their files, as a look does
-        (L{pypid.state.sync.SyncService}).
+        Take in the others' changes since the snapshot, before any answer:
+        statuses first, then files, as a look does (L{pypid.state.sync}).
         """
         polled = await shared.poll()
         apply_statuses(self._index, {name: decode_status(name, data)
@@ -296,14 +267,10 @@ class IndexLoader:
         writer = self.writer
         if writer is not None:
             # Until they are all read, no snapshot is saved, not even at a
-            # stop: the next start lists the storage again and reads what
-            # it holds, a record at a time in the background, as this one
-            # does. A snapshot of part of them would be worse: dated as of
-            # this start, it would be taken as whole by a start that finds
-            # no folder changed since, and the files still to be read
-            # (their records there already: nothing is written for them)
-            # would be missing; dated earlier, that start would answer only
-            # once its check had read every record.
+            # stop: the next start lists storage again, as this one did. A
+            # partial snapshot dated now would be taken as whole by a start
+            # that finds no folder changed, missing the unread files; dated
+            # earlier, that start would answer only once its check read all.
             writer.hold()
         backfill = self._backfill
         assert backfill is not None  # (only a scan with later leaves files pending)
@@ -316,14 +283,11 @@ class IndexLoader:
         """What follows a scan: saves it calls for, files it could not serve."""
         if self.writer is not None and (snap is None or snap.format != snapshots.FORMAT
                                          or not result.current):
-            # A snapshot that storage had to be read against (however little
-            # changed), or of an older format, is written again, dated now,
-            # so that the next start need not read it again. One that says
-            # what storage holds is not: that would only cost a whole write.
+            # (one storage had to be read against, or of an older format, is
+            # written again, dated now, so the next start need not read it)
             self.writer.want_save()
         if result.settled is not None and self.writer is not None:
-            # What the scan wrote beside imported files is newer than any
-            # snapshot: save one after it, so the next start can trust it.
+            # (what the scan wrote beside imported files is newer than any snapshot)
             writer = self.writer
             result.settled.addCallback(lambda _: writer.want_save())
         for path, reason in result.skipped:
@@ -331,11 +295,10 @@ class IndexLoader:
 
     async def _load_later(self, snap: Snapshot) -> Snapshot:
         """
-        Make the records of the projects the index loaded later, a batch
-        of L{LATER_BATCH} projects a turn of the reactor, and return the
-        snapshot with them: what the check compares storage with. Records
-        are the index's, as it holds them now, changes through the server
-        since the start included (L{merge_scan} tells them apart).
+        Make the records of the projects loaded later, L{LATER_BATCH} a turn of
+        the reactor, and return the snapshot with the index's records as they
+        are now (changes since the start included: L{merge_scan} tells them
+        apart), for the check to compare storage with.
         """
         index = self._index
         names = index.later.names()
@@ -354,14 +317,12 @@ class IndexLoader:
         started = self._clock.seconds()
         try:
             snap = await self._load_later(snap)
-            # (a line found damaged lost its files from the records made:
-            # every record is read again, however unchanged the folders)
+            # (a damaged line lost its files: every record is read again)
             since = 0.0 if snap.damaged else snap.saved_at
             result = await self._storage.scan(snap.records, since, snap.tombstones)
         except StorageError as e:
-            # (the writer still dates its saves by the snapshot's time, so a
-            # start after this one checks storage too; and the check is
-            # tried again: until it passes the index is not ready)
+            # (saves stay dated by the snapshot's time, so a start after this one
+            # checks storage too; until a check passes the index is not ready)
             log.error("Cannot check storage against the snapshot{of} (serving the index the "
                       "snapshot holds; trying again in {retry:.0f} s): {error}",
                       of=index_in_log(self.name), retry=CHECK_RETRY, error=str(e))
@@ -392,13 +353,11 @@ class IndexLoader:
 
     def _dated_before_steps(self, snap: Snapshot) -> Snapshot:
         """
-        The snapshot, standing for an earlier time when the wall clock went
-        back since it was saved (L{pypid.core.util.clock_steps}): a change made
-        after the save was stamped by the clock gone back, older than the
-        snapshot's time, and a start that trusted that time took the
-        snapshot's record for the change's (a yank reverted, after a
-        crash). Storage is read again from the time the step shows, not
-        all of it: what changed in the span the clock went back over.
+        The snapshot, dated earlier when the wall clock went back since it was
+        saved (L{pypid.core.util.clock_steps}): a change made after the save
+        was stamped older than the snapshot, and trusting its time would take
+        the snapshot's record for the change's (a yank reverted after a crash).
+        Only the span the clock went back over is read again.
         """
         boot = self._boot_clock()
         now = ClockReading(self._clock.seconds(), *boot) if boot is not None else None
@@ -436,12 +395,8 @@ class IndexLoader:
 @attrs.define
 class IndexMetrics:
     """
-    The index's numbers for C{/metrics}; its sizes are summed again only
-    when the serial moved.
-
-    @ivar _label: its name as the value of an C{index} label, on a server
-        of named indexes (the collector joins their samples); L{None} on a
-        server of one index: no label.
+    The index's numbers for C{/metrics}, summed again only when the serial
+    moved; labelled C{index} with C{_label} on a server of named indexes.
     """
 
     _index: Index
@@ -462,18 +417,16 @@ class IndexMetrics:
 
     def sizes(self) -> tuple[int, int, int | None]:
         """
-        C{(projects, files, bytes)} hosted; the bytes L{None} while the
-        projects a start loaded later still wait for their records (a few
-        seconds): their sizes are not known without making them all at
-        once, which would hold every request meanwhile.
+        C{(projects, files, bytes)} hosted; bytes L{None} while projects loaded
+        later wait for their records: making them all at once would hold
+        requests.
         """
         index = self._index
-        serial = index.serial
         if index.later.waiting:
             return len(index.projects()), len(index), None
-        if self._sizes[0] != serial:
+        if self._sizes[0] != index.serial:
             records = index.records()
-            self._sizes = (serial, len(index.projects()), len(records),
+            self._sizes = (index.serial, len(index.projects()), len(records),
                            sum(record.size for record in records))
         _, projects, files, size = self._sizes
         return projects, files, size
@@ -481,13 +434,13 @@ class IndexMetrics:
     def _families(self, gauge: Callable[[str, str, float], Family]) -> Iterator[Family]:
         """The families, each made by C{gauge(name, help, value)}."""
         index = self._index
-        serial = index.serial
         projects, files, size = self.sizes()
         yield gauge("pypid_index_projects", "Projects hosted.", projects)
         yield gauge("pypid_index_files", "Distribution files hosted.", files)
         if size is not None:
             yield gauge("pypid_index_bytes", "Bytes of the distribution files hosted.", size)
-        yield gauge("pypid_index_serial", "The index's serial: it moves at every change.", serial)
+        yield gauge("pypid_index_serial", "The index's serial: it moves at every change.",
+                    index.serial)
         yield gauge("pypid_page_cache_bytes",
                     "Bytes of rendered project pages kept (page_cache_size).",
                     index.rendered.bytes)
@@ -498,10 +451,9 @@ class IndexMetrics:
 @implementer(IReloadable, IMetricsSource)
 class IndexPart(Service):
     """
-    The index as a part of the daemon: loaded as the server starts, before
-    the listeners open (a failure stops start-up with one line,
-    C{Cannot load the index: ...}); on C{SIGHUP} it takes the new page
-    budget and access rules; for C{/metrics}, its size and page cache.
+    The index as a part of the daemon: loaded before the listeners open (a
+    failure stops start-up with C{Cannot load the index: ...}); C{SIGHUP}
+    brings the new page budget and access rules; C{/metrics} its sizes.
     """
 
     def __init__(self, index: Index, loader: IndexLoader, label: str | None = None) -> None:
@@ -547,12 +499,7 @@ class IndexPart(Service):
 
 
 class FollowUp(Service):
-    """
-    What the load left for once the server listens (L{IndexLoader.follow_up}):
-    started after the listeners, it begins the check of storage against the
-    snapshot, or reading the files found without a record, and does not
-    wait for either.
-    """
+    """Started after the listeners: begins what the load left (L{IndexLoader.follow_up})."""
 
     def __init__(self, loader: IndexLoader) -> None:
         self._loader = loader

@@ -1,15 +1,9 @@
 """
 Bringing into the index what storage says, without undoing what the index
-learnt meanwhile: the one rule behind the start's check of storage against
-the snapshot (L{merge_scan}), the changes other servers made to a shared
-storage (L{apply_changes}, L{apply_statuses}) and the full check of a
-shared storage (L{differences}).
-
-A file in the recycle bin is one the index holds (L{Index.held}), as a live
-one is: storage keeps it, binned, beside its record.
-
-Pure (no I/O): the index (L{pypid.core.indexes.index.Index}) is in memory, and what storage
-said is given.
+learnt meanwhile: the start's check against the snapshot (L{merge_scan}), other
+servers' changes to a shared storage (L{apply_changes}, L{apply_statuses}) and
+its full check (L{differences}). A binned file is one the index holds
+(L{Index.held}), as a live one is. Pure (no I/O).
 """
 
 from __future__ import annotations
@@ -25,16 +19,12 @@ from pypid.storage.base.capabilities import Changed
 def merge_scan(index: Index, known: Mapping[str, FileRecord], deleted: Collection[str],
                records: Mapping[str, FileRecord], tombstones: Collection[str]) -> dict[str, int]:
     """
-    Bring into C{index} what a scan found changed since the snapshot
-    C{known} (records by filename) and C{deleted} (its tombstones), except
-    where the index changed meanwhile (an upload, a yank, a deletion
-    through the server is newer than what the scan saw): a file is added
-    only where the index has no file and no tombstone of that name, and
-    changed or removed only where the index still holds the very record
-    the snapshot gave it.
+    Bring into C{index} what a scan (C{records}, C{tombstones}) found changed
+    since the snapshot C{known} and C{deleted}, except where the index changed
+    meanwhile: a file is added only where the index has no file and no
+    tombstone of that name, and changed or removed only where the index still
+    holds the very record the snapshot gave it.
 
-    @param records: the scan's records by filename.
-    @param tombstones: the scan's deleted filenames.
     @return: C{{"added": n, "changed": n, "gone": n}}.
     """
     added = changed = gone = 0
@@ -65,11 +55,7 @@ def merge_scan(index: Index, known: Mapping[str, FileRecord], deleted: Collectio
 
 
 def apply_changes(index: Index, changes: Iterable[Changed]) -> None:
-    """
-    Take into C{index} the L{Changed} states a shared storage reported:
-    a deletion, a file gone (no record), or a file's record as it is now
-    (and how it came, when it was promoted there).
-    """
+    """Take into C{index} the L{Changed} states a shared storage reported."""
     for change in changes:
         if change.deleted:
             if index.held(change.filename) is not None or not index.is_deleted(
@@ -87,14 +73,9 @@ def apply_changes(index: Index, changes: Iterable[Changed]) -> None:
 def apply_statuses(index: Index,
                    statuses: Mapping[str, ProjectStatus | None]) -> list[str]:
     """
-    Take into C{index} the projects' statuses a shared storage reported
-    changed (L{None}: active), as an admin's change through this server
-    is taken (L{pypid.core.indexes.project_status.ProjectStatuses.set}: the
-    project's kept pages go); one already in force (this server's own
-    change, read back) is left as it is. Before the files of the same
-    look (L{apply_changes}), so that a quarantine arrives first.
-
-    @return: the projects whose status changed.
+    Take into C{index} the projects' statuses a shared storage reported changed
+    (L{None}: active), before L{apply_changes} of the same look, so that a
+    quarantine arrives first; the projects whose status changed.
     """
     changed = []
     for name, status in sorted(statuses.items()):
@@ -107,13 +88,10 @@ def apply_statuses(index: Index,
 def checked_statuses(index: Index, read: Mapping[str, ProjectStatus],
                      since: int) -> dict[str, ProjectStatus | None]:
     """
-    The statuses a full check of a shared storage read (C{read}: those
-    kept; every other project is active), for L{apply_statuses}, except
-    where the index's changed since the check began (the bookmark
-    C{since}, L{pypid.core.indexes.project_status.ProjectStatuses.serial}): a
-    change through this server, or a poll's, is newer than what the check
-    read, or as new (and a change after it leaves a marker the next poll
-    reads), so the check never undoes it.
+    The statuses a full check of a shared storage read (C{read}; every other
+    project is active), for L{apply_statuses}, except where the index's
+    changed since the check began (the bookmark C{since}): such a change is
+    at least as new as what the check read, so the check never undoes it.
     """
     statuses = index.statuses
     names = (set(statuses.all()) | set(read)) - statuses.changed_since(since)
@@ -123,13 +101,10 @@ def checked_statuses(index: Index, read: Mapping[str, ProjectStatus],
 def differences(index: Index, known: Iterable[str], records: Mapping[str, FileRecord],
                 tombstones: Iterable[str]) -> list[Changed]:
     """
-    The L{Changed} states that a full listing of a shared storage shows and
-    the index does not: files put there behind pypid's back, or changes
-    whose markers were missed. A file uploaded while the listing ran (not in
-    C{known}, the index's records when it began) is left alone.
-
-    @param records: the listing's records by filename, as they are now.
-    @param tombstones: the listing's deleted filenames.
+    The L{Changed} states a full listing (C{records}, C{tombstones}) of a
+    shared storage shows and the index does not: files put there behind pypid's
+    back, or changes whose markers were missed. A file uploaded while the
+    listing ran (not in C{known}) is left alone.
     """
     changes = [Changed(filename, record, False) for filename, record in records.items()
                if index.held(filename) != record and not index.is_deleted(filename)]

@@ -1,26 +1,22 @@
 """
 Promotion's rules and its copy over the server's hosted indexes
-(C{POST /api/promote}: L{pypid.web.changes.promote}, which asks who may
-promote, audits, and answers).
+(C{POST /api/promote}: L{pypid.web.changes.promote} asks who may, and answers).
 
-What a promotion cannot walk around (else a plain uploader could promote
-a quarantined release into an index anonymous clients read): a project's
-status (PEP 792), quarantined in C{from} or any hosted index it reads,
-archived in C{from}, quarantined or archived in C{to}, or quarantined in
-any hosted index C{to} reads (C{to} would offer the files the moment it
-is lifted), admins included; and the advisories that deny the release
-(L{Promoter.denials}: only an admin overrides them).
+What a promotion cannot walk around, admins included (else a plain uploader
+could promote a quarantined release into an index anonymous clients read): a
+project's status (PEP 792), quarantined in C{from}, C{to} or any hosted index
+either reads (C{to} would offer the files the moment it is lifted), archived in
+C{from} or C{to}; nor, unless an admin, the advisories that deny the release
+(L{Promoter.denials}).
 
-Nothing is half-promoted. Under the source's and the target's locks of
-every distribution of the release (L{locks_of}: taken in one order, by
-index and key, as no other change takes two, so none waits on another in
-a circle), the release is read again, a journal naming the files is kept
-in the target's storage, then each file is adopted
-(L{pypid.storage.base.capabilities.IAdoptingStorage.adopt}); a failure discards
-those adopted so far. Only once the journal is dropped does the target's
-index get the records: the source's very objects, so a promoted record
-takes its memory once. A crash in between leaves the journal, taken back
-at the next start (L{pypid.state.promotion_rollback.roll_back_promotions}).
+Nothing is half-promoted. Under the source's and the target's locks of every
+distribution of the release (L{locks_of}: taken in one order, so none waits on
+another in a circle), the release is read again, a journal naming the files is
+kept in the target's storage, then each file is adopted; a failure discards
+those adopted so far. Only once the journal is dropped does the target's index
+get the records: the source's very objects, so a promoted record takes its
+memory once. A crash in between leaves the journal, taken back at the next
+start (L{pypid.state.promotion_rollback}).
 """
 
 from __future__ import annotations
@@ -62,9 +58,8 @@ _T = TypeVar("_T")
 
 class PromotionRefused(Exception):
     """
-    A promotion the indexes refuse as they stand, said to the promoter:
-    C{gone} when the release or one of its files is no longer there, else
-    a conflict with what the target holds or the project's status.
+    A promotion the indexes refuse as they stand: C{gone} when the release or
+    one of its files is no longer there, else a conflict.
     """
 
     def __init__(self, message: str, gone: bool = False) -> None:
@@ -89,13 +84,11 @@ def key_of(record: FileRecord) -> str:
 def locks_of(source: HostedStack, target: HostedStack,
              records: Sequence[FileRecord]) -> list[tuple[KeyedLock, str]]:
     """
-    The locks a promotion of C{records} holds, in the order they are taken:
-    first, as an upload of a variant wheel takes it first, the target's
-    lock of the release's variant wheels (PEP 825's agreement between them
-    is checked under it); then the source's and the target's of each
-    distribution, so that a delete, a yank or a purge of the release in the
-    source and the promotion come one after the other, in one order,
-    C{(index, key)}, as no other change takes two.
+    The locks a promotion of C{records} holds, in the order taken: first, as an
+    upload of a variant wheel does, the target's lock of the release's variant
+    wheels (PEP 825's agreement is checked under it); then the source's and the
+    target's of each distribution, ordered by C{(index, key)}, so a delete,
+    yank or purge in the source and the promotion come one after the other.
     """
     keys = sorted({key_of(r) for r in records})
     held = sorted([(source.name, key, source.locks) for key in keys]
@@ -117,22 +110,13 @@ async def under_locks(locks: Sequence[tuple[KeyedLock, str]],
 
 @attrs.frozen
 class Promoter:
-    """
-    The rules and the copy of promotions between the hosted indexes of
-    C{registry}; C{clock} says when a file was promoted.
-    """
+    """The rules and the copy of promotions between the hosted indexes of C{registry}."""
 
     registry: IndexRegistry
     clock: IReactorTime
 
     def refuse_closed(self, source: str, target: str, project: str) -> None:
-        """
-        Refuse the promotion of a project whose status forbids it (see the
-        module): quarantined in an index C{source} or C{target} reads, or
-        archived (or quarantined) in either itself.
-
-        @raise PromotionRefused: naming the status, the index and the reason.
-        """
+        """Refuse (L{PromotionRefused}) a project whose status forbids it (see the module)."""
         for name, own, why in ((source, source, "its files are not promoted"),
                                (target, target, "it takes no promoted files")):
             for held in self.registry.orders.get(name, (name,)):
@@ -148,19 +132,14 @@ class Promoter:
                 version: str) -> list[tuple[str, str]]:
         """
         C{(index, advisory ids)} of each of C{source} and C{target} whose
-        advisories deny the release (an index that only hides has nothing
-        to say here, read or not).
+        advisories deny the release (an index that only hides says nothing).
 
         @raise AdvisoriesUnread: they are still to be read, and an index denies.
         """
-        denied = []
-        for name in dict.fromkeys((source, target)):
-            policy = self.registry.policies.get(name)
-            verdict = (policy.denied(project, version)
-                       if policy is not None and policy.rules.mode == DENY else None)
-            if verdict is not None:
-                denied.append((name, ", ".join(verdict.ids)))
-        return denied
+        policies = {name: self.registry.policies.get(name) for name in (source, target)}
+        verdicts = [(name, policy.denied(project, version)) for name, policy in policies.items()
+                    if policy is not None and policy.rules.mode == DENY]
+        return [(name, ", ".join(verdict.ids)) for name, verdict in verdicts if verdict is not None]
 
     def sort_out(self, target: HostedStack, records: Sequence[FileRecord],
                  reveal: bool) -> tuple[list[FileRecord], list[str]]:
@@ -169,8 +148,7 @@ class Promoter:
         those it holds with the same bytes already (a promotion may be run
         again); each checked as an upload of it would be.
 
-        @param reveal: whether a refusal may name the target's sha256 of a
-            file (the promoter may read the project there).
+        @param reveal: whether a refusal may name the target's sha256 of a file.
         @raise PromotionRefused: a file the target holds with other bytes,
             a name it deleted, the same distribution under another name,
             or variant wheels that disagree with its release's.
@@ -201,12 +179,11 @@ class Promoter:
                    wanted: Sequence[FileRecord], promoter: str,
                    reveal: bool) -> tuple[Promotion, list[FileRecord]]:
         """
-        Adopt all of C{wanted} into the target's storage or none, then
-        index them there: the promotion and the records kept.
+        Adopt all of C{wanted} into the target's storage or none, then index
+        them there: the promotion and the records kept.
 
         @raise PromotionRefused: the target's storage holds or refuses one,
             or the source's no longer holds it.
-        @raise StorageError: a storage failed.
         """
         stored = target.stored
         assert IAdoptingStorage.providedBy(stored)  # (every backend adopts)
@@ -233,9 +210,8 @@ class Promoter:
 async def _take_back(stored: IAdoptingStorage, journal: PromotionJournal,
                      adopted: Sequence[FileRecord]) -> None:
     """
-    Discard the files a failed promotion adopted, then its journal; a
-    storage that fails here keeps the journal, and the next start takes
-    the promotion back (L{pypid.state.promotion_rollback.roll_back_promotions}).
+    Discard the files a failed promotion adopted, then its journal; a storage
+    that fails here keeps the journal, for the next start to take back.
     """
     try:
         for record in reversed(adopted):
@@ -248,9 +224,8 @@ async def _take_back(stored: IAdoptingStorage, journal: PromotionJournal,
 
 def refuse_inconsistent(target: str, index: Index, wanted: Sequence[FileRecord]) -> None:
     """
-    Refuse a promotion whose variant wheels (PEP 825) disagree with those
-    of the release the target holds (live or in its recycle bin), as an
-    upload of them would be (L{check_joins}).
+    Refuse, as an upload would be, variant wheels (PEP 825) that disagree with
+    those of the release the target holds (live or in its recycle bin).
     """
     taken: list[str] = []
     for record in wanted:
@@ -268,11 +243,10 @@ def refuse_inconsistent(target: str, index: Index, wanted: Sequence[FileRecord])
 def refuse_tags(source: HostedStack, target: HostedStack, project: str,
                 records: Sequence[FileRecord]) -> None:
     """
-    Refuse the promotion of wheels the target's uploads might refuse for
-    their tags: the source takes its project's wheels whatever their
-    C{WHEEL} Tag lines (C{allow_tag_mismatch}) and the target does not, so
-    a wheel may be one the target refuses; the archive is not read again
-    to tell, and the target's key decides.
+    Refuse wheels the target's uploads might refuse for their tags: the source
+    takes its project's wheels whatever their C{WHEEL} Tag lines
+    (C{allow_tag_mismatch}) and the target does not; the archive is not read
+    again to tell.
 
     @raise PromotionRefused: naming the key that lets them through.
     """
@@ -287,11 +261,7 @@ def refuse_tags(source: HostedStack, target: HostedStack, project: str,
 
 
 def other_bytes(filename: str, target: str, sha256: str | None) -> PromotionRefused:
-    """
-    The refusal of a promotion whose file the target holds with other
-    bytes, naming their sha256 when the promoter may read the project
-    there (C{sha256} L{None}: not).
-    """
+    """The refusal of a file the target holds with other bytes, naming their C{sha256} if given."""
     shown = f" (sha256 {sha256})" if sha256 is not None else ""
     return PromotionRefused(
         f"{filename}: {target} holds a file of that name with other bytes{shown}")
@@ -301,9 +271,8 @@ async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str =
                   reveal: bool = False) -> _T:
     """
     Await C{call()}, a storage call of a promotion (one that raises at once
-    too), its refusals turned into L{PromotionRefused}: a name taken or
-    deleted in the target, a source file gone; a storage failure
-    (L{pypid.storage.base.interface.StorageError}) passes.
+    too), its refusals turned into L{PromotionRefused}; a L{StorageError}
+    passes.
     """
     try:
         return await maybeDeferred(call)

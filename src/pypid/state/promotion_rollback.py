@@ -1,8 +1,7 @@
 """
-Taking back, before a start loads an index, the promotions into its
-storage that a crash interrupted (L{roll_back_promotions}): a module of
-its own, so that a machine's supervisor, which takes them back for its
-workers, loads nothing of the index's loading.
+Taking back, before a start loads an index, the promotions a crash
+interrupted: a module of its own, so that a machine's supervisor, which
+takes them back for its workers, loads nothing of the index's loading.
 """
 
 from __future__ import annotations
@@ -19,14 +18,10 @@ log = Logger(namespace="pypid.state.loader")
 
 async def roll_back_promotions(storage: IAdoptingStorage) -> int:
     """
-    Take back the promotions into C{storage} that a crash interrupted:
-    each file their journals name is discarded (one of that name with
-    other bytes, an upload's since, stays), then the journal. A journal
-    that cannot be read is left where it is, for a person to look at,
-    and its files with it.
-
-    @return: how many promotions were taken back.
-    @raise StorageError: when the storage fails (the start stops).
+    Take back the promotions into C{storage} that a crash interrupted: each
+    file their journals name is discarded (one of that name with other bytes
+    stays), then the journal; an unreadable journal is left, with its files.
+    How many were taken back; L{StorageError} stops the start.
     """
     rolled = 0
     for name, data in sorted((await storage.journals()).items()):

@@ -1,25 +1,17 @@
 """
-The recycle bin of a hosted index: a file deleted through the
-API, or removed by a retention rule, is kept for a while rather than
-removed at once, and can be restored meanwhile.
+The recycle bin of a hosted index: a file deleted through the API, or by a
+retention rule, is kept for a while and can be restored meanwhile.
 
-A file in the bin is one whose record is binned (L{FileRecord.binned}: when
-it went there), kept by the storage beside the file as a yank is (a
-sidecar on disk, a marker object on S3, so that the other servers on a
-bucket learn it from the journal), and held by the index apart from
-the live files (L{pypid.core.indexes.index.Index.binned}): not listed, not served,
-its name still taken (an upload of it is refused, as of a deleted one).
-Once kept for L{RecycleBin.keep_for}, the upkeep (L{BinUpkeep}) purges it:
-the storage deletes it behind a tombstone, as the delete API did before
-there was a bin, so its filename is never used again for other bytes.
+A binned file's record says when it went there (L{FileRecord.binned}); the
+storage keeps that beside the file as a yank is (so the other servers on a
+bucket learn it from the journal), and the index holds it apart from the live
+files: not listed, not served, its name still taken. Once kept for
+L{RecycleBin.keep_for}, L{BinUpkeep} purges it behind a tombstone, so its
+filename is never used again for other bytes.
 
-Every change to a file goes through the index's L{KeyedLock} on the
-file's distribution key, as the API's changes do: a purge never races a
-restore, an upload of a same-named file, or a promotion of it. A file
-restored or purged by another server meanwhile is looked up again under
-the lock, and left alone.
-
-A C{keep_for} of 0 turns the bin off: a deletion deletes at once.
+Every change to a file holds the index's L{KeyedLock} on its distribution key,
+so a purge never races a restore, an upload or a promotion. A C{keep_for} of 0
+turns the bin off.
 """
 
 from __future__ import annotations
@@ -55,10 +47,8 @@ DEFAULT_KEEP_FOR = 7 * 24 * 3600.0
 
 def look_every(bins: Mapping[str, RecycleBin]) -> float:
     """
-    How often the upkeep of C{bins} looks: L{PURGE_INTERVAL}, or a
-    quarter of the shortest time a bin keeps files when that is less (a
-    bin of minutes, as a test or a demonstration sets, is purged on time),
-    never more than once a second.
+    How often the upkeep of C{bins} looks: L{PURGE_INTERVAL}, or a quarter of
+    the shortest time a bin keeps files if less, never more than once a second.
     """
     kept = [bin.keep_for for bin in bins.values() if bin.enabled]
     return max(1.0, min([PURGE_INTERVAL, *(keep_for / 4 for keep_for in kept)]))
@@ -69,10 +59,7 @@ class NotInBin(Exception):
 
 
 class RestoreConflict(Exception):
-    """
-    The file cannot be restored: another file of the same distribution
-    (another spelling of its name) was uploaded meanwhile.
-    """
+    """The file cannot be restored: another of the same distribution was uploaded meanwhile."""
 
 
 def lock_key(record: FileRecord) -> str:
@@ -83,12 +70,7 @@ def lock_key(record: FileRecord) -> str:
 
 @attrs.define(eq=False)
 class RecycleBin:
-    """
-    One hosted index's recycle bin.
-
-    @ivar keep_for: how long a binned file is kept before it is purged
-        (s); 0: no bin, deletions delete at once.
-    """
+    """One hosted index's recycle bin; C{keep_for}: seconds a binned file is kept."""
 
     index: Index
     storage: IStorage
@@ -103,12 +85,11 @@ class RecycleBin:
 
     async def put(self, record: FileRecord) -> FileRecord | None:
         """
-        Put the live file C{record} in the bin, or delete it at once when
-        the bin is off. The caller holds the file's lock (L{lock_key}).
+        Put the live file C{record} in the bin, or delete it when the bin is
+        off; the caller holds the file's lock (L{lock_key}).
 
         @return: the binned record, or L{None} when the file was deleted.
-        @raise pypid.storage.base.interface.StorageError: the storage failed;
-            nothing changed.
+        @raise pypid.storage.base.interface.StorageError: nothing changed.
         """
         if not self.enabled:
             await self.storage.delete(record)
@@ -121,10 +102,8 @@ class RecycleBin:
 
     async def restore(self, filename: str) -> FileRecord:
         """
-        Take the file C{filename} out of the bin: listed and served again,
-        as it was (its yank too).
+        Take the file C{filename} out of the bin, as it was (its yank too).
 
-        @raise NotInBin: it is not in the bin.
         @raise RestoreConflict: a file of the same distribution is live.
         """
         record = self.index.binned_file(filename)
@@ -151,10 +130,7 @@ class RecycleBin:
                 if record.binned is not None and record.binned + self.keep_for <= now]
 
     async def purge(self, record: FileRecord) -> bool:
-        """
-        Delete for good the binned file C{record} (behind a tombstone), if
-        it is still in the bin as C{record} says; whether it was.
-        """
+        """Delete the binned file C{record} for good, if still binned as it says; whether it was."""
         return await self.locks.run(lock_key(record), self._purge, record)
 
     async def _purge(self, record: FileRecord) -> bool:
@@ -172,13 +148,8 @@ class RecycleBin:
 
 class BinUpkeep(Periodic):
     """
-    Purges, about every L{PURGE_INTERVAL}, the files each hosted index's
-    bin has kept their time, writing an audit entry (C{purge}) for each;
-    the first look L{FIRST_LOOK} after the start.
-
-    @ivar bins: index name -> its L{RecycleBin} (C{default}: the index of
-        today's URLs, whose entries name no index).
-    @ivar audit: where the entries go; L{None}: none.
+    Purges, about every L{PURGE_INTERVAL}, the files each hosted index's bin
+    (C{bins}, by name) has kept their time, with an C{audit} entry for each.
     """
 
     def __init__(self, bins: Mapping[str, RecycleBin], audit: IJournal | None,

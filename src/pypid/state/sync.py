@@ -1,16 +1,14 @@
 """
-Bringing in the changes other servers (or workers) on the same (shared) storage made:
-a look at the change markers every C{sync_interval}, and a full check of
-the storage when the storage says one is due. Both bring the projects'
-statuses (PEP 792) with the files, and take them in first: a quarantine
-set through another server, or imported with the project's files, is in
-force here before any of those files is served.
+Bringing in the changes other servers (or workers) on a shared storage made: a
+look at the change markers every C{sync_interval}, and a full check when the
+storage says one is due. Both take in the projects' statuses (PEP 792) before
+the files, so a quarantine set elsewhere is in force before any of its files is
+served.
 
-A look reads each changed file's state before it answers; a file changed
-here meanwhile keeps the change made here (a delete into the bin just
-after the look read the file live was undone until the next look, and
-the name taken again: seen on a busy machine). What another server did to
-that same file within the same look then waits for the next full check.
+A file changed here during a look keeps the change made here (a delete into the
+bin just after the look read the file live was undone, and the name taken
+again: seen on a busy machine); what another server did to it within that look
+waits for the next full check.
 """
 
 from __future__ import annotations
@@ -36,17 +34,11 @@ FOLD = 60.0
 
 
 class SyncService(Periodic):
-    """
-    Brings in the changes other servers on the same storage made, every
-    C{sync_interval}: new files, yanks, deletions, projects' statuses.
-    """
+    """Brings in the other servers' changes every C{sync_interval}: files, yanks, statuses."""
 
     def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime,
                  peers: str = "servers") -> None:
-        """
-        @param peers: who else changes the storage, as the log names them
-            (a machine's C{workers}, other C{servers}).
-        """
+        """@param peers: who else changes the storage, as the log names them."""
         Periodic.__init__(self, self.sync, storage.sync_interval, clock,
                           what=f"The look for the other {peers}' changes", first=0)
         self._index = index
@@ -64,10 +56,7 @@ class SyncService(Periodic):
         return self._storage.changes_read()
 
     def sync(self) -> Deferred[None]:
-        """
-        Poll once, and start a full check in the background when one is due;
-        never fails (a failure is logged and the next tick tries again).
-        """
+        """Poll once, and start a full check in the background when due; never fails."""
         if self._reconciling is None and self._storage.reconcile_due():
             self._reconciling = ensureDeferred(self._reconcile())
             self._reconciling.addErrback(lambda f: log.warn(
@@ -90,9 +79,7 @@ class SyncService(Periodic):
 
     async def _sync(self) -> None:
         index = self._index
-        # (a file changed here while the look is under way is newer here
-        # than what the look read: a delete just after it read the file
-        # live must not be undone, nor the file's name taken again)
+        # (a file changed here during the look is newer than what it read)
         index.watch_changes()
         try:
             polled = await self._storage.poll()
@@ -124,10 +111,9 @@ class SyncService(Periodic):
 
     async def _reconcile(self) -> None:
         """
-        Check the index against a full listing of the storage, and take in
-        what only the listing shows (L{differences}). The storage reads
-        again every file where the two disagree, so what is applied is the
-        state as it is now.
+        Check the index against a full listing of the storage and take in
+        what only the listing shows; the storage reads again every file where
+        the two disagree, so what is applied is the state now.
         """
         index = self._index
         # (the files in the recycle bin too: storage holds them)

@@ -1,11 +1,9 @@
 """
-The audit entries of the upstreams' takedowns: each kept file an
-upstream stops listing is an C{upstream-takedown} entry, each it lists
-again an C{upstream-relisted} one, made by the server (no user, no
-address), as a purge from the recycle bin is.
+The audit entries of the upstreams' takedowns: each kept file an upstream
+stops listing is an C{upstream-takedown} entry, each it lists again an
+C{upstream-relisted} one, made by the server (no user, no address).
 
-Why in the audit log and not only the server's log: a takedown is often
-a removal of malware or of a release its authors withdrew, and an
+In the audit log because a takedown is often a removal of malware, and an
 operator must be able to show when their cache stopped serving it.
 """
 

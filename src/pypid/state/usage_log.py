@@ -1,24 +1,18 @@
 """
-The download counts of one hosted index, kept in its storage:
-the part that counts downloads, writes them every C{interval} seconds as
-usage records (L{pypid.core.records.usage}), reads every instance's records at
-start-up, and folds closed days.
+The download counts of one hosted index, kept in its storage as usage
+records (L{pypid.core.records.usage}): written every C{interval} seconds,
+every instance's read at start-up, closed days folded.
 
-A download costs the serving path one dict update (L{UsageLog.count});
-the write is one small object or file per interval that had downloads,
-away from the reactor (the storage's pool). A crash loses at most the
-counts of the last interval (C{kill -9}); a stop writes what it counted.
-A write that fails keeps its counts for the next one. Several instances
-on one bucket each write records of their own name (C{writer}), which
-every instance sums; a closed day's records (before yesterday) are folded
-into one, C{<day>-all-all}, which names those it replaces, and records
-older than the window (L{pypid.core.records.usage.WINDOW_DAYS}) are removed.
+A download costs the serving path one dict update (L{UsageLog.count}). A crash
+loses at most the last interval's counts; a failed write keeps its counts for
+the next. Several instances on one bucket each write records of their own name
+(C{writer}), which every instance sums; a closed day's records are folded into
+one, C{<day>-all-all}, naming those it replaces, and records older than
+L{pypid.core.records.usage.WINDOW_DAYS} are removed.
 
-The workers of a machine each write their own records too, and announce
-each on the machine's ring (L{UsageShare}); every interval each takes in
-the others' (so the counts each answers with, and those the retention
-rules of the first worker read, are the machine's), and the first worker
-alone folds the closed days.
+A machine's workers announce each record on the machine's ring
+(L{UsageShare}) and take in the others' every interval, so each answers
+with the machine's counts; the first worker alone folds the closed days.
 """
 
 from __future__ import annotations
@@ -61,10 +55,7 @@ FOLDED = "all"
 
 @attrs.define(eq=False)
 class UsageShare:
-    """
-    The usage records of one storage, as a machine's workers tell each
-    other of them (L{Topic.USAGE}), by the key naming the storage.
-    """
+    """The usage records of one storage, as a machine's workers tell each other of them."""
 
     hub: Hub
     key: bytes
@@ -91,31 +82,21 @@ class UsageShare:
         self.hub.publish(Topic.USAGE, self.key, name.encode("ascii"))
 
     def told(self) -> list[str] | None:
-        """
-        The other workers' records since the last look, by name; L{None}
-        when the look fell a whole ring behind (every record is read again).
-        """
+        """The other workers' records since the last look; L{None}: a whole ring behind."""
         self.hub.take()
         told, self._told = self._told, []
         return told
 
 
 class UsageLog(Service):
-    """
-    The download counts of one storage's files; see the module docstring.
-
-    @ivar book: what the records say, summed (this server's counts added
-        as they are written).
-    """
+    """The download counts of one storage's files; C{book} sums what the records say."""
 
     def __init__(self, storage: IUsageStorage, clock: IReactorTime,
                  interval: float = INTERVAL, writer: str | None = None,
                  share: UsageShare | None = None, fold: bool = True) -> None:
         """
-        @param share: in a worker of a machine, its records told to the
+        @param share: in a worker of a machine, how records are told to the
             others and theirs taken in; L{None} in a server of one process.
-        @param fold: whether the closed days are folded here (a machine's
-            first worker's, alone).
         """
         self._share = share
         self._fold_days = fold
@@ -139,10 +120,9 @@ class UsageLog(Service):
 
     def count(self, filename: str, address: str | None = None, ranged: bool = False) -> None:
         """
-        One download of C{filename}, now, by the client at C{address}
-        (C{ranged}: by a range through its last byte), written at the next
-        interval; unless that client added its share of the file's
-        downloads today already (L{ClientBound}).
+        One download of C{filename} now by the client at C{address} (C{ranged}:
+        a range through its last byte), unless that client added its share of
+        the file's downloads today already (L{ClientBound}).
         """
         now = self._clock.seconds()
         if self._bound.admits(address, filename, now, ranged):
@@ -150,23 +130,16 @@ class UsageLog(Service):
 
     def last_downloaded(self, filename: str) -> float | None:
         """When C{filename} was last downloaded (counts not written yet too), or L{None}."""
-        kept = self.book.last_downloaded(filename)
-        pending = self._counter.last_of(filename)
-        if pending is None:
-            return kept
-        return pending if kept is None else max(kept, pending)
+        times = (self.book.last_downloaded(filename), self._counter.last_of(filename))
+        return max((t for t in times if t is not None), default=None)
 
     # -- the part ---------------------------------------------------------------
 
     def startService(self) -> Deferred[None]:
         """
-        Write every interval; read the records before the start goes on.
-
-        The part comes before the listeners, so the first request already
-        sees every count written (read in the background, a restart once
-        answered C{0} downloads for a moment on a busy machine).
-        A read that fails is logged and the start goes on: the counts are
-        the server's to show, not to wait for while a store is down.
+        Write every interval; read the records before the start goes on, so
+        the first request sees every count written. A failed read is logged
+        and the start goes on: counts are not worth waiting for a store.
         """
         Service.startService(self)
         self._loop.startService()

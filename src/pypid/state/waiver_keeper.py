@@ -2,18 +2,13 @@
 The advisory waivers admins keep (L{pypid.core.security.advisory_waivers}),
 between the storage that holds them and the indexes that act by them.
 
-Why read again on a timer: every server on a shared bucket must act on a
-waiver (or its removal) made through another, and the document is one
-small object; reading it at each look for other servers' changes costs
-one GET, and a document that did not change changes nothing. A folder of
-one server's is read again too (rarely), so an unreadable document at a
-start is tried again rather than kept unread until a restart.
+Read again on a timer: every server on a shared bucket must act on a waiver
+made through another, and reading the one small document costs one GET.
 
-Why a change reads the document first: two servers changing waivers at
-once each add to what the other kept, unless both write within the same
-instant (the later one's then stands: the storage has no conditional
-write here). Until the first read, no waiver is in force: an index that
-hides or denies fails closed, as it does while its advisories are unread.
+A change reads the document first, so two servers changing waivers at once each
+add to what the other kept, unless both write within the same instant (the
+storage has no conditional write here). Until the first read, no waiver is in
+force: an index that hides or denies fails closed.
 """
 
 from __future__ import annotations
@@ -39,12 +34,9 @@ UNSHARED_INTERVAL = 300.0
 
 class WaiverKeeper(Periodic):
     """
-    Reads the waivers from storage (at the start, then on a timer) and
-    changes them (L{change}), telling its listeners (the registry's
-    L{pypid.state.indexes.IndexRegistry.take_waivers}) each time they differ.
-
-    @ivar current: the waivers in force.
-    @ivar read_ok: whether the last read succeeded (L{None}: none yet).
+    Reads the waivers from storage (at the start, then on a timer) and changes
+    them (L{change}), telling its listeners each time they differ; C{read_ok}:
+    whether the last read succeeded (L{None}: none yet).
     """
 
     def __init__(self, storage: IServerDocuments, clock: IReactorTime) -> None:
@@ -64,10 +56,7 @@ class WaiverKeeper(Periodic):
                                          LogLevel.error)
 
     def listen(self, take: Callable[[Waivers], Iterable[str]]) -> None:
-        """
-        Call C{take(waivers)} whenever the waivers in force change; it
-        says which indexes changed.
-        """
+        """Call C{take(waivers)}, which says which indexes changed, whenever the waivers do."""
         self._listeners.append(take)
 
     def startService(self) -> Deferred[None]:  # type: ignore[override]
@@ -94,8 +83,7 @@ class WaiverKeeper(Periodic):
         try:
             waivers = Waivers() if data is None else Waivers.from_bytes(data)
         except InvalidWaiver as e:
-            # (kept as they were: a document another tool broke must not
-            # drop every waiver, nor add one)
+            # (a document another tool broke must not drop every waiver, nor add one)
             log.error("The advisory waivers kept are unreadable, not taken: {error}",
                       error=str(e))
             self._kept, self._kept_ok = data, False
@@ -120,9 +108,7 @@ class WaiverKeeper(Periodic):
         Fires with that waiver (L{None}: nothing to change, nothing kept).
 
         @raise pypid.core.security.advisory_waivers.InvalidWaiver: what C{edit}
-            refused, or the document kept is unreadable (nothing is
-            changed then: fixing it is the operator's).
-        @raise pypid.storage.base.interface.StorageError: the storage failed.
+            refused, or the document kept is unreadable (then nothing changes).
         """
         return self._lock.run(self._change, edit)
 

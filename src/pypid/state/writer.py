@@ -1,27 +1,22 @@
 """
 Saving the index's snapshot: when, and what it stands for.
 
-The snapshot (L{pypid.storage.base.snapshot}, its format) is only a cache of
-the index, so that a restart is instant; what makes it trustworthy is the
-time it stands for, which a start compares with storage's. This module is
-the one place that decides both:
+The snapshot is only a cache of the index, so that a restart is instant; what
+makes it trustworthy is the time it stands for, which a start compares with
+storage's. This module decides both:
 
-  - B{when} to save: at each tick of L{SnapshotTimer} if the index changed
-    (its serial moved), a shared storage's or the upstream cache's state
-    changed, or storage changed behind the index (L{SnapshotWriter.want_save});
-    within seconds when the upstream cache learnt something
-    (L{SnapshotWriter.soon}); once more as the server stops; never while
-    the index does not hold every stored file yet (L{SnapshotWriter.hold}).
-  - B{what time} a save stands for: now, or earlier when a change to
-    storage is under way (it may have written storage and not reached the
-    index yet), when a shared storage's changes were last taken in, or
-    while storage is still being checked against the snapshot the index
-    was loaded from (L{SnapshotWriter.checking}). With it goes a reading
-    of the boot's clock that never steps (L{pypid.core.util.clock_steps}): the
-    time alone cannot show a start that the wall clock went back since.
+  - B{when} to save: at each tick of L{SnapshotTimer} if the index, a shared
+    storage's or the upstream cache's state changed, or storage changed
+    behind the index (L{SnapshotWriter.want_save}); within seconds when the
+    upstream cache learnt something (L{SnapshotWriter.soon}); once more as
+    the server stops; never while the index lacks stored files (L{SnapshotWriter.hold}).
+  - B{what time} a save stands for: now, or earlier while a change to
+    storage is under way, since a shared storage's changes were last taken
+    in, or while storage is checked against the snapshot loaded
+    (L{SnapshotWriter.checking}); with a reading of the boot's clock that
+    never steps, to show a wall clock gone back (L{pypid.core.util.clock_steps}).
 
-The loader (L{pypid.state.loader}) tells the writer what it found through
-these intention-revealing calls; no one else sets its state.
+Only the loader (L{pypid.state.loader}) tells the writer what it found.
 """
 
 from __future__ import annotations
@@ -76,17 +71,11 @@ def _boot_id() -> str | None:
 
 def read_boot_clock() -> tuple[str, float] | None:
     """
-    The clock that never steps, kept with each snapshot: C{(boot id,
-    seconds since boot)}, Linux's C{CLOCK_BOOTTIME} (a suspend counts, as
-    on the wall clock) and the boot it is of; L{None} elsewhere, where a
-    start cannot tell the wall clock went back since.
+    The clock that never steps, kept with each snapshot: C{(boot id, seconds
+    since boot)} of Linux's C{CLOCK_BOOTTIME}; L{None} elsewhere.
     """
-    if sys.platform != "linux":
-        return None
-    boot = _boot_id()
-    if boot is None:
-        return None
-    return boot, time.clock_gettime(time.CLOCK_BOOTTIME)
+    boot = _boot_id() if sys.platform == "linux" else None
+    return (boot, time.clock_gettime(time.CLOCK_BOOTTIME)) if boot is not None else None
 
 
 @implementer(IMetricsSource)
@@ -94,16 +83,10 @@ class SnapshotWriter(Service):
     """
     Saves the index when it changed since the last save; as a part of the
     daemon, it takes the last snapshot as the server stops (after the
-    listeners closed and the requests in flight finished, before the audit
-    log and the storage close).
+    requests in flight finished, before the audit log and the storage close).
 
-    @ivar path: where the snapshot lives.
-    @ivar saved_at: when the last save finished (the clock's time), L{None}
-        before one.
-    @ivar duration: how long the last save took, in seconds (encoding and
-        writing).
-    @ivar saves: saves made (for C{/metrics}).
-    @ivar failures: saves that failed (for C{/metrics}).
+    @ivar saved_at: when the last save finished, L{None} before one.
+    @ivar duration: how long the last save took (encoding and writing).
     """
 
     def __init__(self, index: Index, path: str, run: Run, clock: IReactorTime,
@@ -116,20 +99,14 @@ class SnapshotWriter(Service):
         """
         @param storage: the storage's identity, kept in the snapshot so that
             it is never used for other data.
-        @param busy_since: since when a change to storage has been under
-            way, if one is.
+        @param busy_since: since when a change to storage has been under way.
         @param shared: a shared storage, whose state goes into the snapshot
             and which keeps a copy of it (without that state).
-        @param upstream: the upstream cache, whose cached pages go into the
-            snapshot.
         @param learnt: what the upstream cache learnt: each is saved L{soon}.
-        @param boot_clock: C{(boot id, seconds since boot)}, the clock that
-            never steps, read with the clock's time into each snapshot
-            (L{pypid.core.util.clock_steps}).
         @param name: the index's name in the log lines; L{None} on a server
             of one index.
-        @param serials: the journal's serials the server took in, kept with
-            the index (the default index's snapshot keeps them); L{None}: none.
+        @param serials: the journal's serials the server took in (the default
+            index's snapshot keeps them); L{None}: none.
         """
         self._index = index
         self._serials = serials
@@ -161,9 +138,8 @@ class SnapshotWriter(Service):
 
     def views_judged_again(self, judge: Callable[[], None]) -> None:
         """
-        Run C{judge}, which moves the index's serial without changing what
-        a snapshot holds (a reload judging the kept pages again): a save
-        up to now stays one, not written again for it.
+        Run C{judge}, which moves the serial without changing what a snapshot
+        holds (a reload judging kept pages again): a save up to now stays one.
         """
         saved = self.saved_up_to_now()
         judge()
@@ -173,18 +149,14 @@ class SnapshotWriter(Service):
     # -- what the loader found -------------------------------------------------
 
     def loaded_as_saved(self) -> None:
-        """
-        The index was just loaded from a snapshot of this version's format:
-        it is saved again only when something changes (or the check after
-        the start finds it must be), not at once.
-        """
+        """Loaded from a snapshot of this format: save again only when something changes."""
         self._saved_serial = self._index.serial
 
     def checking(self, since: float) -> None:
         """
-        Storage is being checked against the snapshot of C{since} the index
-        was loaded from: until L{checked}, a save stands for storage as of
-        then, no later, so that a start after it checks storage again.
+        Storage is checked against the snapshot of C{since} loaded: until
+        L{checked}, a save stands for no later, so a start after it checks
+        again.
         """
         self._unchecked_since = since
 
@@ -193,11 +165,7 @@ class SnapshotWriter(Service):
         self._unchecked_since = None
 
     def hold(self) -> None:
-        """
-        The index does not hold every stored file yet (a start without a
-        snapshot reads them in the background): save nothing, not even at
-        a stop, until L{release}.
-        """
+        """The index lacks stored files yet: save nothing, even at a stop, until L{release}."""
         self._held = True
 
     def release(self) -> Deferred[None]:
@@ -214,9 +182,9 @@ class SnapshotWriter(Service):
 
     def soon(self) -> None:
         """
-        Save within L{SOON} seconds (or ten times the last save's time, if
-        longer): the upstream cache learnt something a crash should not
-        lose. Calls while one is due are folded into it.
+        Save within L{SOON} seconds (or ten times the last save's time): the
+        upstream cache learnt something a crash should not lose. Calls while
+        one is due are folded into it.
         """
         if self._soon is not None:
             return
@@ -225,8 +193,7 @@ class SnapshotWriter(Service):
         def due() -> None:
             self._soon = None
             if self._saving is not None:
-                # (a save under way took its state before this change: one
-                # more after it)
+                # (a save under way took its state before this change)
                 self._saving.addBoth(again)
                 return
             self.save_if_changed()
@@ -236,29 +203,20 @@ class SnapshotWriter(Service):
             return result
         self._soon = self._clock.callLater(delay, due)
 
-    def _cancel_soon(self) -> None:
-        if self._soon is not None and self._soon.active():
-            self._soon.cancel()
-        self._soon = None
-
     def save_if_changed(self, final: bool = False) -> Deferred[None]:
         """
         Save when the serial moved; never raises (a failed save is logged and
         retried at the next tick), so the timer loop keeps running.
 
-        While projects loaded later still wait for their records (the
-        start's check is making them, L{pypid.state.loader.IndexLoader}), a tick
-        waits for the next rather than make them all at once, which would
-        hold the reactor (seconds, at a million files); a C{final} save, as
-        the server stops, does not wait.
+        While projects loaded later wait for their records, a tick waits for
+        the next rather than make them all at once, which would hold the
+        reactor (seconds, at a million files); a C{final} save does not wait.
         """
         if self._saving is not None:
             return self._saving
         if self._held or (not final and self._index.later.waiting):
             return succeed(None)
-        serial = self._index.serial
-        shared = self._shared
-        upstream = self._upstream
+        serial, shared, upstream = self._index.serial, self._shared, self._upstream
         if (serial == self._saved_serial and not self._wanted
                 and not (shared is not None and shared.state_changed())
                 and not (upstream is not None and upstream.source.state_changed())):
@@ -268,8 +226,7 @@ class SnapshotWriter(Service):
         self._wanted = False
         records = self._index.records()
         tombstones = self._index.tombstones()
-        # (a line only when files were promoted: the snapshot is otherwise
-        # byte for byte what it always was, see pypid.storage.base.snapshot)
+        # (a line only when files were promoted)
         promotions = self._index.live_promotions()
         binned = self._index.binned()
         as_of = self._stands_for()
@@ -286,8 +243,7 @@ class SnapshotWriter(Service):
                                    changes))
             if shared is None or not keep_copy:
                 return None
-            # The copy for other instances leaves out this one's state (and
-            # is the only time the snapshot is held whole: to be sent).
+            # (the copy for other instances leaves out this one's state)
             return encode(records, tombstones, as_of, serial, identity,
                           promotions=promotions, binned=binned, journal=journal,
                           changes=changes)
@@ -303,7 +259,12 @@ class SnapshotWriter(Service):
                       files=counted(len(records), "file"))
             if copy is not None:
                 assert shared is not None  # (save makes a copy for a shared storage only)
-                _keep_copy(shared, copy)
+                # (for other servers to start from)
+                kept = shared.keep_snapshot(copy)
+                if kept is not None:
+                    kept.addErrback(lambda f: log.warn(
+                        "Cannot keep the snapshot in the storage: {error}",
+                        error=f.getErrorMessage()))
 
         def failed(failure: Failure) -> None:
             self.failures += 1
@@ -312,9 +273,8 @@ class SnapshotWriter(Service):
         def done(_: object) -> None:
             self._saving = None
 
-        # Set before the callbacks: a run that finishes at once (the Deferred
-        # has already fired) must still clear it, or no save would ever start again.
-        # (a Deferred of the save's copy, then of None once the callbacks ran)
+        # Set before the callbacks: a run that finishes at once must still
+        # clear it, or no save would ever start again.
         d: Deferred[Any] = self._run(save)
         self._saving = d
         d.addCallbacks(saved, failed)
@@ -324,38 +284,28 @@ class SnapshotWriter(Service):
     def _reading(self) -> ClockReading | None:
         """The clock's time and the boot's clock, read together, if the system has the latter."""
         boot = self._boot_clock()
-        if boot is None:
-            return None
-        return ClockReading(self._clock.seconds(), *boot)
+        return ClockReading(self._clock.seconds(), *boot) if boot is not None else None
 
     def _stands_for(self) -> float:
         """
-        The time a save made now stands for: the start of the oldest change
-        still under way (it may have written storage already and not reached
-        the index yet, so start-up must look at it again), a shared
-        storage's last look at other servers' changes, and the snapshot
-        storage is still being checked against, if earlier than now.
+        The time a save made now stands for: the earliest of now, the start of
+        the oldest change under way (it may have written storage and not
+        reached the index yet), a shared storage's last look at the others'
+        changes, and the snapshot storage is still checked against.
         """
-        as_of = self._clock.seconds()
         busy = self._busy_since() if self._busy_since is not None else None
-        if busy is not None:
-            as_of = min(as_of, busy)
         synced = self._shared.synced_at() if self._shared is not None else None
-        if synced is not None:
-            as_of = min(as_of, synced)
-        if self._unchecked_since is not None:
-            as_of = min(as_of, self._unchecked_since)
-        return as_of
+        return min(t for t in (self._clock.seconds(), busy, synced, self._unchecked_since)
+                   if t is not None)
 
     # -- as a part -------------------------------------------------------------------
 
     def stopService(self) -> Deferred[None]:
-        """
-        Take the last snapshot: what changed since the last save, whatever
-        the index waits for.
-        """
+        """Take the last snapshot, whatever the index waits for."""
         Service.stopService(self)
-        self._cancel_soon()
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        self._soon = None
         return self.save_if_changed(final=True)
 
     def metric_families(self) -> Iterator[Family]:
@@ -372,20 +322,8 @@ class SnapshotWriter(Service):
                       self.failures)
 
 
-def _keep_copy(shared: ISharedStorage, copy: bytes) -> None:
-    """Keep C{copy} in the shared storage, for other servers to start from (a failure is logged)."""
-    kept = shared.keep_snapshot(copy)
-    if kept is not None:
-        kept.addErrback(lambda f: log.warn("Cannot keep the snapshot in the storage: {error}",
-                                           error=f.getErrorMessage()))
-
-
 class SnapshotTimer(Periodic):
-    """
-    Saves the snapshot every interval while the server listens, the first
-    time as it starts (the last save, as it stops, is the writer's own:
-    L{SnapshotWriter.stopService}).
-    """
+    """Saves the snapshot every interval while the server listens, the first as it starts."""
 
     def __init__(self, writer: SnapshotWriter, interval: float, clock: IReactorTime) -> None:
         Periodic.__init__(self, writer.save_if_changed, interval, clock,

@@ -1,18 +1,14 @@
 """
-The C{advisory} audit entries, and so the webhooks' C{advisory} events:
-one for each advisory that newly concerns a release an index holds or
-caches (L{pypid.core.security.advisory_news}), when the advisories read
-name it, or when the release comes after the advisory (an upload, a
-promotion, a restore).
+The C{advisory} audit entries, and so the webhooks' C{advisory} events: one for
+each advisory that newly concerns a release an index holds or caches, when the
+advisories read name it, or when the release comes after the advisory (an
+upload, a promotion, a restore).
 
-What was told is kept in the store (C{advisories/told.json}, beside the
-webhooks' ledger), read again at each review and written once the entries are, so
-a restart, or another server of a bucket, does not tell it again (two
-servers reviewing the same news at the same moment may both tell it: at
-least once); the first advisories read whole with nothing kept are
-where the telling starts, not news (a server that starts with a database of thousands of
-old advisories does not send thousands of events). A machine's first
-worker tells (L{pypid.webhooks.part}).
+What was told is kept in the store (C{advisories/told.json}), read again at
+each review and written once the entries are, so a restart, or another server
+of a bucket, does not tell it again (at least once); the first advisories read
+whole with nothing kept are where the telling starts, not news, so a database
+of thousands of old advisories sends no events.
 """
 
 from __future__ import annotations
@@ -47,10 +43,7 @@ class AdvisoryEvents:
 
     def __init__(self, store: IRecords, audit: IJournal, clock: IReactorTime,
                  releases: Releases, db: Callable[[], AdvisoryDB]) -> None:
-        """
-        @param audit: the journal the entries go to (and so their events).
-        @param db: the advisories in force.
-        """
+        """@param db: the advisories in force."""
         self._store = store
         self._audit = audit
         self._clock = clock
@@ -101,8 +94,7 @@ class AdvisoryEvents:
         if not news:
             return
         now = format_time(self._clock.seconds())
-        # (the entries, and their events, written before the record says
-        # they were told: a crash between tells them again, never not)
+        # (written before the record says they were told: a crash may tell them twice)
         await self._audit.append([Entry(
             time=now, event=ChangeKind.ADVISORY,
             index=None if index == DEFAULT_INDEX else index, project=project,

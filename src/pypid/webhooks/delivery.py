@@ -1,32 +1,23 @@
 """
 Delivering the journal's events to the webhooks (L{Deliveries}): each
-subscription is a reader of the journal with a cursor of its own (kept in
-the store by L{pypid.webhooks.ledger}), and a lane that sends one event at
-a time. The subscription in force when an event is sent decides whether it
-is sent: a reload that narrows a filter stops the waiting events it no
-longer wants.
+subscription is a reader of the journal with a cursor of its own (kept by
+L{pypid.webhooks.ledger}), and a lane that sends one event at a time. The
+subscription in force when an event is sent decides whether it is sent: a
+reload that narrows a filter stops the waiting events it no longer wants.
 
-Within a lane (L{pypid.webhooks.lanes}), the events of one project of one
-index (of one actor, for events of no project: tokens, reloads) are sent
-in the journal's order, the groups taking turns, one event each. The
-bound: an event read into the lane waits for at most one event of each
-other group before it is sent (and for its own group's earlier ones); the
-lane reads at most L{WINDOW} events ahead of its cursor, so an event
-behind a flood larger than that waits until the flood is that close. An
-event that fails is tried again after a back-off with jitter (honouring
-the receiver's C{Retry-After}) until the subscription's C{retry_for} is
-over, holding back its group meanwhile; then it is given up (kept among
-the subscription's failures, for an admin to send again) and the group
-goes on. A receiver that is down slows nothing but its lane: deliveries run
-beside serving, with at most C{max_connections} to its host.
+Within a lane (L{pypid.webhooks.lanes}), each group's events are sent in the
+journal's order, the groups taking turns, one event each; the lane reads at
+most L{WINDOW} events ahead of its cursor. An event that fails is tried again
+after a back-off with jitter (honouring C{Retry-After}) until the
+subscription's C{retry_for} is over, holding back its group; then it is given
+up (kept for an admin to send again) and the group goes on.
 
-One server delivers a store's events: on local disk the server (a
-machine's first worker), on a bucket the holder of the lease
-(L{pypid.webhooks.lease}). It looks every L{LOCAL_LOOK} (L{SHARED_LOOK}
-on a bucket, where a look is a listing), and at once when this server
-wrote to the journal. Deliveries are at least once: after a crash, the
-events sent since the cursor was last kept are sent again, with the same
-id, by which a receiver drops a repeat.
+One server delivers a store's events: on local disk the server (a machine's
+first worker), on a bucket the holder of the lease (L{pypid.webhooks.lease}).
+It looks every L{LOCAL_LOOK} (L{SHARED_LOOK} on a bucket, where a look is a
+listing), and at once when this server wrote to the journal. Deliveries are at
+least once: after a crash, the events sent since the cursor was last kept are
+sent again, with the same id, by which a receiver drops a repeat.
 """
 
 from __future__ import annotations
@@ -37,12 +28,7 @@ from functools import partial
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    ensureDeferred,
-    maybeDeferred,
-)
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -76,8 +62,7 @@ WINDOW = 10_000
 #: Entries read from the journal at once.
 READ = 500
 #: Seconds a lane's cursor waits to be kept after an event was taken care
-#: of, with those that follow: one write for a burst, not one an event (a
-#: crash sends again what the last write did not keep: at least once).
+#: of, with those that follow: one write for a burst, not one an event.
 CURSOR_DELAY = 0.5
 
 @implementer(IMetricsSource)
@@ -90,12 +75,8 @@ class Deliveries(Service):
                  look_every: float | None = None,
                  jitter: Callable[[], float] = random.random, window: int = WINDOW) -> None:
         """
-        @param lease: the lease of a shared store; L{None}: this server
-            alone delivers.
-        @param look_every: seconds between looks (L{LOCAL_LOOK}, or
-            L{SHARED_LOOK} with a lease, by default).
+        @param lease: the lease of a shared store; L{None}: this server alone delivers.
         @param jitter: a number from 0 to 1, at random (the tests fix it).
-        @param window: the events a lane reads ahead at most (L{WINDOW}).
         """
         self.journal = journal
         self.ledger = ledger
@@ -117,8 +98,7 @@ class Deliveries(Service):
         self._active = False
         self._carried = False
         self._soon: IDelayedCall | None = None
-        # (what this server wrote since the last wake, as the journal told it:
-        # the lanes take it in without reading it back, when it follows on)
+        # (what this server wrote since the last wake, as the journal told it)
         self._news: list[Entry] = []
         self._failures = RepeatedFailure("Cannot read the journal for the webhooks", clock,
                                          log)
@@ -130,15 +110,12 @@ class Deliveries(Service):
     def startService(self) -> None:
         """Start looking at the journal."""
         Service.startService(self)
-        self._looks.startService()
-        self._status.startService()
-        if self._renewals is not None:
-            self._renewals.startService()
+        for part in (self._looks, self._status, self._renewals):
+            if part is not None:
+                part.startService()
 
     async def _stop(self) -> None:
-        # (each step whatever the one before came to: a store that is down
-        # at the stop still lets the lease and the connections go)
-        # (the last word kept while the lanes still say it)
+        # (each step whatever the one before came to: a store down still frees the lease)
         for step in (self._looks.stopService, self._status.stopService,
                      self._keep_statuses if self._active else None, self._close_lanes,
                      self._renewals.stopService if self._renewals is not None else None,
@@ -163,14 +140,12 @@ class Deliveries(Service):
     def wake(self, entries: Sequence[Entry] = ()) -> None:
         """
         This server wrote C{entries} to the journal: its lanes take them in
-        soon, without reading them back when they follow what a lane read
-        (what others wrote, and the events sent again, wait for the next
-        look).
+        soon, without reading them back when they follow what a lane read.
         """
         if not (self.running and self._active):
             return
-        # (kept whether or not they are events: they carry the serials on;
-        # past a read's worth, the lanes read the journal instead)
+        # (kept, events or not: they carry the serials on; past a read's worth,
+        # the lanes read the journal instead)
         if len(self._news) < READ:
             self._news.extend(entries)
         else:
@@ -235,8 +210,7 @@ class Deliveries(Service):
     async def _look_once(self) -> None:
         subscriptions = self._subscriptions()
         if not subscriptions:
-            # (no webhook: no lease taken, nothing read; the cursors of
-            # those just removed forgotten)
+            # (no webhook: no lease taken, nothing read; removed ones forgotten)
             for name in list(self._lanes):
                 self._close_lanes([name])
                 await self.ledger.forget_cursor(name)
@@ -258,8 +232,7 @@ class Deliveries(Service):
         for name in removed:
             await self.ledger.forget_cursor(name)
         if not self._active:
-            # (taking over: what the ledger holds of subscriptions no longer
-            # configured goes, the outbox deliverer's last word of them too)
+            # (taking over: what the ledger holds of subscriptions gone goes)
             for name in await self.ledger.known():
                 if name not in subscriptions:
                     await self.ledger.forget_cursor(name)
@@ -276,12 +249,10 @@ class Deliveries(Service):
 
     async def _open(self, name: str) -> Lane:
         """
-        The lane of C{name}, from its cursor. A new subscription begins at
-        the journal's end; one the outbox delivered before the journal
-        (L{Ledger.delivered_by_outbox}: this is the first look since the
-        upgrade) at its beginning, so that what was written since the
-        upgrade is sent, before this look too (a server listens before it
-        looks; on a bucket, it may wait for the lease).
+        The lane of C{name}, from its cursor. A new subscription begins at the
+        journal's end; one the outbox delivered before the journal (the first
+        look since the upgrade) at its beginning, so that what was written
+        since the upgrade is sent, before this look too.
         """
         cursor = await self.ledger.cursor(name)
         if cursor is None:
@@ -291,10 +262,7 @@ class Deliveries(Service):
         return Lane(name, cursor.serial, set(cursor.done), cursor.serial)
 
     async def _fill(self, lane: Lane, subscription: WebhookConfig, again: bool = True) -> None:
-        """
-        Read the journal into C{lane} while fewer than the window's events
-        wait (and, with C{again}, the events to send again).
-        """
+        """Read into C{lane} the journal up to the window, and with C{again} what to resend."""
         await lane.reading.run(lambda: ensureDeferred(self._read(lane, subscription, again)))
 
     async def _read(self, lane: Lane, subscription: WebhookConfig, again: bool) -> None:
@@ -370,8 +338,7 @@ class Deliveries(Service):
                 lane.note(waiting, attempt, self._clock.seconds())
                 await self._settle(lane, waiting, attempt, subscription)
             except StorageError as e:
-                # (the store cannot be written: the event stays, tried again
-                # once the store answers, after a pause)
+                # (the store cannot be written: the event stays, tried after a pause)
                 self._keeping.failed(str(e))
                 lane.held[waiting.group] = (self._clock.seconds() + STORE_PAUSE,
                                             lane.held.get(waiting.group, (0.0, 0))[1])

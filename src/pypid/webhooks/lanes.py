@@ -1,13 +1,8 @@
 """
-A subscription's lane (L{Lane}): the events of the journal it wants,
-waiting in groups, and its cursor.
-
-Within a lane, the events of one project of one index (of one actor, for
-events of no project: tokens, reloads) are sent in the journal's order;
-the lane takes such groups in turn, one event each, so one actor's flood
-of events holds another's back by one event at a time (the bound is
-stated in L{pypid.webhooks.delivery}). The lane is the bookkeeping only:
-what is sent, when, and what is kept is L{pypid.webhooks.delivery}'s.
+A subscription's lane (L{Lane}): the events of the journal it wants, waiting in
+groups (one project of one index, or one actor), taken in turn, one event each,
+and its cursor. The lane is the bookkeeping only: what is sent, when, and what
+is kept is L{pypid.webhooks.delivery}'s.
 """
 
 from __future__ import annotations
@@ -40,12 +35,9 @@ class Waiting:
     An event waiting in a lane.
 
     @ivar serial: the journal's serial of its (first) entry; L{None} for
-        an event sent again.
+        an event sent again (C{again}: its ledger's key).
     @ivar serials: the serials of all its entries (a promoted release's files).
-    @ivar created: when its change was made (POSIX time): how long it is
-        tried is counted from it.
-    @ivar group: its group (see the module).
-    @ivar again: the ledger's key of an event sent again.
+    @ivar created: when its change was made, from which its tries are counted.
     """
 
     serial: int | None
@@ -89,15 +81,11 @@ class Lane:
 
     @ivar cursor: every event up to this serial is taken care of.
     @ivar done: the serials after the cursor whose events are taken care of.
-    @ivar read_to: the journal is read up to this serial.
-    @ivar groups: the events waiting, by group, each group in order.
-    @ivar turns: the groups in the order of their next turn.
-    @ivar order: the events waiting that are the journal's (not sent
-        again), in its order, the settled ones until the cursor passes
-        them: its head is where the cursor stands.
+    @ivar order: the journal's events waiting (not those sent again), in its
+        order, the settled ones until the cursor passes them.
     @ivar held: a group's next try (POSIX time) and its head's failures so far.
     @ivar closed: dropped (the lease lost, the subscription removed): it
-        sends nothing more, whatever was under way; a new lane takes over.
+        sends nothing more; a new lane takes over.
     """
 
     name: str
@@ -154,8 +142,8 @@ class Lane:
 
     def due(self) -> float | None:
         """When the first held group may be tried again (L{None}: none is held)."""
-        times = [due for name, (due, _) in self.held.items() if self.groups.get(name)]
-        return min(times) if times else None
+        return min((due for name, (due, _) in self.held.items() if self.groups.get(name)),
+                   default=None)
 
     def settled(self, waiting: Waiting) -> None:
         """C{waiting} is taken care of (sent, given up, or no longer wanted)."""
@@ -175,10 +163,9 @@ class Lane:
         self._advance()
 
     def _advance(self) -> None:
-        # (the journal's events come in its order, each group in it too: the
-        # first one not settled is the oldest head; one settled is in done
-        # until the cursor passes it. Not a look at every group's head: with
-        # a receiver slower than the uploads, hundreds of groups wait.)
+        # (the first of the journal's events not settled is the oldest head;
+        # not a look at every group's head: with a receiver slower than the
+        # uploads, hundreds of groups wait)
         order = self.order
         while order and order[0].serial in self.done:
             order.popleft()
@@ -199,10 +186,10 @@ class Lane:
     def take_news(self, news: Sequence[Entry], subscription: WebhookConfig, last: int,
                   window: int) -> bool:
         """
-        Take in C{news}, entries this server wrote, as the journal told
-        them, when those after L{read_to} follow on with none missing up
-        to the journal's C{last} serial, no read is under way and they fit
-        in the C{window}: whether it did (else the journal is read).
+        Take in C{news}, entries this server wrote, when those after L{read_to}
+        follow on with none missing up to the journal's C{last} serial, no read
+        is under way and they fit in the C{window}: whether it did (else the
+        journal is read).
         """
         fresh = [e for e in news if (e.serial or 0) > self.read_to]
         if not fresh or self.reading.locked or self.count + len(fresh) > window \
@@ -238,5 +225,4 @@ class Lane:
 
     def oldest(self) -> float | None:
         """When the oldest event waiting was made."""
-        times = [w.created for group in self.groups.values() for w in group]
-        return min(times) if times else None
+        return min((w.created for group in self.groups.values() for w in group), default=None)

@@ -1,18 +1,16 @@
 """
 One deliverer for a store several servers share (a bucket): the lease.
 
-The lease is a series of records, C{leases/<epoch>}, each written only if
-it is not there yet (L{pypid.storage.base.records.IRecords.put_new}):
-of the servers that try to write the next epoch at once, exactly one
-does, and holds the lease. The holder writes the next epoch every
-L{RENEW} seconds; another server that sees the newest epoch unchanged for
-L{TTL} seconds of its own clock (no two clocks are compared) takes it
-over by writing the next. A holder that finds the next epoch written by
-another stops delivering at once.
+The lease is a series of records, C{leases/<epoch>}, each written only if it is
+not there yet: of the servers that try to write the next epoch at once, exactly
+one does, and holds the lease. The holder writes the next epoch every L{RENEW}
+seconds; another server that sees the newest epoch unchanged for L{TTL} seconds
+of its own clock (no two clocks are compared) takes it over by writing the
+next. A holder that finds the next epoch written by another stops delivering at
+once.
 
-Two servers may deliver for a moment after a holder stalled past L{TTL}
-(a machine stopped, then resumed): the deliveries are at least once, and
-each carries its event's id, by which a receiver drops a repeat.
+Two servers may deliver for a moment after a holder stalled past L{TTL}: the
+deliveries are at least once, and a receiver drops a repeat by its id.
 """
 
 from __future__ import annotations
@@ -35,11 +33,7 @@ KEPT = 2
 
 
 class Lease:
-    """
-    This server's view of the lease of one shared store.
-
-    @ivar renew: seconds between the holder's renewals.
-    """
+    """This server's view of the lease of one shared store (C{renew}: seconds between renewals)."""
 
     def __init__(self, store: IRecords, clock: IReactorTime, instance: str,
                  ttl: float = TTL, renew: float = RENEW) -> None:
@@ -54,8 +48,7 @@ class Lease:
         #: the newest epoch seen, and since when (this server's clock)
         self._seen: int | None = None
         self._seen_at = 0.0
-        # (one look at a time: a renewal and a look racing for one epoch
-        # would each see the other's write as another server's)
+        # (one look at a time: a renewal racing a look would take its write for another's)
         self._lock = DeferredLock()
 
     @property
@@ -100,22 +93,19 @@ class Lease:
 
     async def _claim(self, epoch: int, epochs: list[int]) -> None:
         now = self._clock.seconds()
-        if await self._store.put_new(f"{LEASES}/{epoch:012d}", self._instance.encode()):
+        written = await self._store.put_new(f"{LEASES}/{epoch:012d}", self._instance.encode())
+        # (or this server's own write, whose answer was lost: it holds it)
+        if written or await self._mine(epoch):
             self._held, self._written_at = epoch, now
-            self._seen, self._seen_at = epoch, now
-            old = [e for e in epochs if e < epoch - KEPT]
-            if old:
-                await self._store.delete([f"{LEASES}/{e:012d}" for e in old])
-        elif await self._mine(epoch):
-            # (this server's own write, whose answer was lost: it holds it)
-            self._held, self._written_at = epoch, now
-            self._seen, self._seen_at = epoch, now
         else:
             if self._held is not None:
                 log.info("Another server delivers the webhooks now (lease {epoch})",
                          epoch=epoch)
             self._held = None
-            self._seen, self._seen_at = epoch, now
+        self._seen, self._seen_at = epoch, now
+        old = [e for e in epochs if e < epoch - KEPT] if written else []
+        if old:
+            await self._store.delete([f"{LEASES}/{e:012d}" for e in old])
 
     def release(self) -> Deferred[None]:
         """Give the lease up (the server stops): the next holder need not wait L{TTL}."""

@@ -1,14 +1,12 @@
 """
 What the deliverer keeps of each subscription, in the store (small
-records, L{pypid.storage.base.records}), so a restart, or another server
-taking over the lease, goes on where it was: the events themselves are
-the journal's, and only the deliverer writes here.
+records), so a restart, or another server taking over the lease, goes on
+where it was: the events are the journal's; only the deliverer writes here.
 
 Its records, under C{.pypid/webhooks/}:
-  - C{cursors/<subscription>.json}: the journal's serial up to which
-    every event was taken care of (sent, given up, or not wanted), and
-    the serials after it already sent (a lane sends several projects'
-    events in turn, so some are done before the one the cursor waits on).
+  - C{cursors/<subscription>.json}: the journal's serial up to which every
+    event was taken care of (sent, given up, or not wanted), and the serials
+    after it already sent.
   - C{failed/<subscription>/<key>.json}: an event given up after its last
     try, with why (L{GivenUp}); an admin sends it again (L{Ledger.redeliver}).
   - C{again/<subscription>/<key>.json}: an event to send once more, outside
@@ -46,11 +44,7 @@ T = TypeVar("T")
 
 
 def _record(data: bytes) -> dict[str, Any]:
-    """
-    The JSON object a record holds.
-
-    @raise ValueError: when it holds none.
-    """
+    """The JSON object a record holds; L{ValueError} when it holds none."""
     value = json.loads(data)
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
@@ -58,12 +52,7 @@ def _record(data: bytes) -> dict[str, Any]:
 
 
 def _outbox_record(key: str, data: bytes) -> tuple[str, WebhookEvent, list[str], float]:
-    """
-    An outbox record of before the journal: its key, event, subscriptions
-    and time.
-
-    @raise ValueError: when it is not one.
-    """
+    """An outbox record of before the journal: its key, event, subscriptions and time."""
     value = _record(data)
     event = WebhookEvent.from_json(value.get("event"))
     to, created = value.get("to"), value.get("created")
@@ -74,12 +63,7 @@ def _outbox_record(key: str, data: bytes) -> tuple[str, WebhookEvent, list[str],
 
 @attrs.frozen
 class Cursor:
-    """
-    Where a subscription's deliveries are in the journal.
-
-    @ivar serial: every event up to it is taken care of.
-    @ivar done: the serials after it already taken care of.
-    """
+    """Where a subscription's deliveries are: every event up to C{serial}, and C{done}."""
 
     serial: int
     done: frozenset[int] = frozenset()
@@ -90,11 +74,7 @@ class Cursor:
 
     @classmethod
     def parse(cls, data: bytes) -> Cursor:
-        """
-        The cursor of a record.
-
-        @raise ValueError: when it is not one.
-        """
+        """The cursor of a record (L{ValueError}: not one)."""
         value = _record(data)
         serial, done = value.get("serial"), value.get("done", [])
         if not isinstance(serial, int) or not isinstance(done, list) \
@@ -109,9 +89,6 @@ class GivenUp:
     An event given up for a subscription after its last try.
 
     @ivar key: its name in the subscription's folder of failures.
-    @ivar tries: how many times it was tried.
-    @ivar error: what the last try came to.
-    @ivar when: when it was given up (POSIX time).
     """
 
     key: str
@@ -128,11 +105,7 @@ class GivenUp:
 
     @classmethod
     def parse(cls, key: str, data: bytes) -> GivenUp:
-        """
-        The failure a record keeps.
-
-        @raise ValueError: when it is not one.
-        """
+        """The failure a record keeps (L{ValueError}: not one)."""
         value = _record(data)
         tries, error, when = value.get("tries"), value.get("error"), value.get("when")
         if not isinstance(tries, int) or not isinstance(error, str) \
@@ -162,11 +135,7 @@ class Again:
 
     @classmethod
     def parse(cls, key: str, data: bytes) -> Again:
-        """
-        The event a record holds.
-
-        @raise ValueError: when it is not one.
-        """
+        """The event a record holds (L{ValueError}: not one)."""
         value = _record(data)
         created = value.get("created")
         if not isinstance(created, (int, float)):
@@ -175,11 +144,7 @@ class Again:
 
 
 class Ledger:
-    """
-    The deliverer's records of one store (see the module).
-
-    @ivar instance: this server's name, in the statuses it keeps.
-    """
+    """The deliverer's records of one store; C{instance}: this server's name in statuses."""
 
     def __init__(self, store: IRecords, clock: IReactorTime,
                  instance: str | None = None) -> None:
@@ -211,10 +176,7 @@ class Ledger:
         await self.store.put({f"{CURSORS}/{subscription}{_SUFFIX}": cursor.data()})
 
     async def forget_cursor(self, subscription: str) -> None:
-        """
-        C{subscription} was removed: a new one of its name begins at the
-        journal's end (its status goes too: see L{delivered_by_outbox}).
-        """
+        """C{subscription} was removed: a new one of its name begins at the journal's end."""
         await self.store.delete([f"{CURSORS}/{subscription}{_SUFFIX}",
                                  f"{STATUS}/{subscription}{_SUFFIX}"])
 
@@ -225,13 +187,11 @@ class Ledger:
 
     async def delivered_by_outbox(self, subscription: str) -> bool:
         """
-        Whether C{subscription}, which has no cursor, was delivered from
-        the outbox before the journal: its status is the outbox
-        deliverer's last word (the journal's deliverer's names its
-        cursor's serial). Then each of its events made before the journal
-        was delivered or is carried over (L{carry_outbox}), and every
-        entry of the journal came after them: its cursor begins at the
-        journal's beginning.
+        Whether C{subscription}, which has no cursor, was delivered from the
+        outbox before the journal: its status is the outbox deliverer's last
+        word (the journal's deliverer's names a serial). Then its events of
+        before the journal were delivered or are carried over, and its cursor
+        begins at the journal's beginning.
         """
         status = await self.status(subscription)
         return status is not None and "serial" not in status
@@ -256,8 +216,7 @@ class Ledger:
     async def _read(self, folder: str, parse: Callable[[str, bytes], T]) -> list[T]:
         """
         The records of C{folder}, each read by C{parse(key, data)}; one it
-        refuses is logged and left as it is (a record of another version,
-        or damaged, never stops the others being read).
+        refuses is logged and left as it is, never stopping the others.
         """
         found: list[T] = []
         for name in await self.store.names(folder):
@@ -279,9 +238,8 @@ class Ledger:
 
     async def redeliver(self, subscription: str, keys: Sequence[str] | None = None) -> int:
         """
-        Send C{subscription}'s given-up events (those of C{keys}; all:
-        L{None}) once more, after what waits; how many (two asked at once:
-        the second finds none left).
+        Send C{subscription}'s given-up events (those of C{keys}; L{None}:
+        all) once more, after what waits; how many.
         """
         return await self._changes.run(
             lambda: ensureDeferred(self._redeliver(subscription, keys)))
@@ -299,8 +257,8 @@ class Ledger:
     async def carry_outbox(self) -> int:
         """
         Carry the events an outbox held before the journal over to each of
-        their subscriptions' events to send again, each record once
-        (removed once carried); how many events.
+        their subscriptions' events to send again (each record removed once
+        carried); how many events.
         """
         count = 0
         for key, event, to, created in await self._read(OUTBOX, _outbox_record):

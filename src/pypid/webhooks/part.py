@@ -1,14 +1,12 @@
 """
-The webhooks as a part of the daemon (L{WebhookPart}), built whole by
-L{WebhookPart.from_config}: the ledger in the default index's store (what
-the deliverer keeps of each subscription), the subscriptions in force
-(taken again at C{SIGHUP}), and, on the server that delivers (a machine's
-first worker; on a bucket, every server, which then takes the lease in
-turn), the deliveries, a reader of the journal.
+The webhooks as a part of the daemon (L{WebhookPart}): the ledger in the
+default index's store, the subscriptions in force (taken again at C{SIGHUP}),
+and, on the server that delivers (a machine's first worker; on a bucket, every
+server, taking the lease in turn), the deliveries.
 
-The events are the journal's entries (the audit log's): nothing is
-written for a webhook when a change is made, and a subscription's filter
-is applied when its events are sent.
+The events are the journal's entries: nothing is written for a webhook when a
+change is made, and a subscription's filter is applied when its events are
+sent.
 """
 
 from __future__ import annotations
@@ -48,10 +46,8 @@ log = Logger()
 
 def check_bundles(subscriptions: Iterable[WebhookConfig], config: Config) -> None:
     """
-    Read each subscription's CA bundle now, so one that cannot be used
-    stops the start (or the reload) with its key named.
-
-    @raise pypid.config.errors.StartupError: naming the key.
+    Read each subscription's CA bundle now, so one that cannot be used stops
+    the start (or the reload) with its key named (a C{StartupError}).
     """
     from pypid.core.util.startup import StartupError
 
@@ -79,13 +75,7 @@ class SubscriptionsInForce:
 
 @implementer(IReloadable, IMetricsSource)
 class WebhookPart(Service):
-    """
-    The webhooks of a server; see the module.
-
-    @ivar ledger: the L{Ledger}, which the admin API reads and redelivers from.
-    @ivar sender: sends the admin's test events.
-    @ivar deliveries: the L{Deliveries}, on the server that delivers; else L{None}.
-    """
+    """The webhooks of a server; C{deliveries} only on the server that delivers."""
 
     def __init__(self, ledger: Ledger, sender: Sender,
                  subscriptions: Mapping[str, WebhookConfig] | SubscriptionsInForce,
@@ -93,11 +83,7 @@ class WebhookPart(Service):
                  deliveries: Deliveries | None = None,
                  prepare: Callable[[], Any] | None = None,
                  close: Callable[[], Any] | None = None) -> None:
-        """
-        @param subscriptions: those in force (shared with C{deliveries}).
-        @param prepare: starts the store's client; called once a
-            subscription is there (a server without webhooks starts none).
-        """
+        """@param prepare: starts the store's client, once a subscription is there."""
         self.ledger = ledger
         self.sender = sender
         self.current = (subscriptions if isinstance(subscriptions, SubscriptionsInForce)
@@ -121,8 +107,6 @@ class WebhookPart(Service):
         bucket, through a client of its own).
 
         @param deliver: whether this server delivers (a machine's first worker).
-        @param journal: the journal whose events are delivered.
-        @param timings: the bucket's request counts (the packages' storage's).
         @raise pypid.config.errors.StartupError: a CA bundle, or the
             bucket's credentials, cannot be used.
         """
@@ -163,10 +147,7 @@ class WebhookPart(Service):
 
     def tell_advisories(self, board: AdvisoryBoard, journal: IJournal,
                         releases: Releases) -> AdvisoryEvents:
-        """
-        Tell in C{journal} each advisory of C{board} that newly concerns a
-        release of C{releases()} (a machine's first worker's).
-        """
+        """Tell in C{journal} each advisory of C{board} newly concerning one of C{releases()}."""
         told = AdvisoryEvents(self.ledger.store, journal, self.clock, releases,
                               lambda: board.db)
         board.listen(told.changed)

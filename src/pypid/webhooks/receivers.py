@@ -1,14 +1,11 @@
 """
 One HTTP/1.1 exchange after another with a webhook's receiver, on kept
 connections (L{Receiver}): a request written whole, its answer read by
-llhttp through C{httptools} (the parser uvicorn uses). Loaded with the
-first subscription (L{pypid.webhooks.sender}).
+llhttp through C{httptools}. Loaded with the first subscription.
 
-Twisted's client cost a delivery about 200 us of CPU in the serving
-process (its line-by-line parsing, the Deferreds of a request and its
-body): more than the rest of an event's handling, about 8% of an upload
-with one subscription; this costs 81-94 us (docs/performance.rst). It
-reads what a delivery needs: the status, C{Retry-After}, and at most
+Twisted's client cost a delivery about 200 us of CPU in the serving process,
+about 8% of an upload with one subscription; this costs 81-94 us
+(docs/performance.rst), reading only the status, C{Retry-After}, and at most
 L{ANSWER_LIMIT} bytes of the body.
 """
 
@@ -46,11 +43,9 @@ _T = TypeVar("_T")
 
 class Receiver:
     """
-    The kept connections to one receiver (of one CA bundle and bound), and
-    the bound: at most C{connections} deliveries at once, each on a
-    connection of its own, which is kept for the next while the receiver
-    keeps it (C{Connection: keep-alive}, an answer read to its end) for
-    at most L{IDLE} seconds.
+    The kept connections to one receiver (of one CA bundle and bound): at
+    most C{connections} deliveries at once, each on a connection of its own,
+    kept for the next while the receiver keeps it, for at most L{IDLE} seconds.
 
     A delivery costs no timer of its own: each connection has one, moved
     only when it must come sooner (see L{_Exchange.until}), and the bound
@@ -71,7 +66,7 @@ class Receiver:
     def bounded(self, work: Callable[[], Deferred[_T]]) -> Deferred[_T]:
         """
         C{work}'s result, C{work} called once fewer than C{connections}
-        deliveries are under way (cancelled while it waits, it is not called).
+        deliveries are under way (not called if cancelled while it waits).
         """
         if self._busy < self._connections:
             self._busy += 1
@@ -98,11 +93,10 @@ class Receiver:
 
     def exchange(self, request: bytes, deadline: float) -> Deferred[Answer]:
         """
-        Send C{request} and read its answer (the status, the start of the
-        body and C{Retry-After}) by C{deadline} (the clock's seconds), else
-        fail with L{TimeoutError}. A kept connection that the receiver
-        closed before it answered anything is given up for a new one, once
-        (the receiver drops a repeat by the event's id).
+        Send C{request} and read its answer by C{deadline} (the clock's
+        seconds), else fail with L{TimeoutError}. A kept connection the
+        receiver closed before it answered is given up for a new one, once (the
+        receiver drops a repeat by the event's id).
         """
         while self._idle:
             kept = self._idle.pop()
@@ -113,8 +107,7 @@ class Receiver:
         return self._connect(request, deadline)
 
     def _connect(self, request: bytes, deadline: float) -> Deferred[Answer]:
-        # (a new connection's own timer: the endpoint bounds each attempt
-        # to connect, not the name's lookup nor the attempts together)
+        # (a new connection's own timer: the endpoint bounds only each attempt to connect)
         connecting = connectProtocol(self._endpoint, _Exchange(self._clock))
         timer = self._clock.callLater(max(deadline - self._clock.seconds(), 0.0),
                                       connecting.cancel)
@@ -150,10 +143,7 @@ class Receiver:
         return failure
 
     def close(self) -> Deferred[None]:
-        """
-        Close the kept connections (one under way is closed once answered):
-        fires once they are closed.
-        """
+        """Close the kept connections (one under way once answered); fires once they are."""
         self._closed = True
         idle, self._idle = self._idle, []
         for exchange in idle:
@@ -175,10 +165,7 @@ class _Unanswered(Exception):
 
 
 class _Exchange(Protocol):
-    """
-    One connection to a receiver: a request written whole, its answer read
-    by llhttp (L{httptools.HttpResponseParser}), one at a time.
-    """
+    """One connection to a receiver: a request written whole, its answer read by llhttp."""
 
     transport: ITCPTransport
     keep = False
@@ -221,9 +208,9 @@ class _Exchange(Protocol):
     def until(self, deadline: float) -> None:
         """
         The deadline from now on. The timer is moved only when it must come
-        sooner: one that comes early sets itself again (L{_tick}), so a
-        busy connection costs about one timer a deadline's length, not a
-        timer (and its cancel) for each request and each rest.
+        sooner: one that comes early sets itself again (L{_tick}), so a busy
+        connection costs about one timer a deadline's length, not one (and its
+        cancel) for each request and each rest.
         """
         self._deadline = deadline
         timer = self._timer
@@ -259,10 +246,7 @@ class _Exchange(Protocol):
             self.transport.loseConnection()
 
     def post(self, request: bytes, deadline: float) -> Deferred[Answer]:
-        """
-        Write C{request}; the answer's status, start of its body and
-        C{Retry-After}, unless C{deadline} passes first (L{TimeoutError}).
-        """
+        """Write C{request}; its answer, unless C{deadline} passes first (L{TimeoutError})."""
         self.until(deadline)
         self._answer = Deferred(self._cancel)
         self._parser = httptools.HttpResponseParser(self)
@@ -289,8 +273,8 @@ class _Exchange(Protocol):
             if self._result is None:
                 self._result = Failure(ValueError(f"an answer that is not HTTP/1.1 ({e})"))
             self._drop = True
-        # (the answer is given once the bytes at hand are read: a request
-        # written meanwhile would meet this parser's leftovers)
+        # (given once the bytes at hand are read: a request written meanwhile
+        # would meet this parser's leftovers)
         result, self._result = self._result, None
         if result is not None:
             if self._drop:

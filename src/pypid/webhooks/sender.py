@@ -1,19 +1,15 @@
 """
-One delivery of an event to a receiver: a signed POST (Standard
-Webhooks' C{webhook-id}, C{webhook-timestamp} and C{webhook-signature}),
-and what came of it (L{Attempt}).
+One delivery of an event to a receiver: a signed POST (Standard Webhooks'
+C{webhook-id}, C{webhook-timestamp} and C{webhook-signature}), and what came of
+it (L{Attempt}).
 
 Pointed wherever an admin chose, a delivery is kept small: it follows no
-redirect (a 3xx is a failure, named), sends nothing of pypid's but the
-event and its signature (no credentials, no cookies), reads at most
-L{ANSWER_LIMIT} bytes of the answer, and ends after the subscription's
-C{timeout} in all, connecting and reading included. HTTPS is checked as
-every outbound call of pypid's is (the subscription's C{ca_bundle}, else
-C{[pypid] ca_bundle}, else the system's roots); the deliveries to one
-receiver's host share a pool of at most its C{max_connections}.
-
-The request goes on a connection kept per receiver, its answer read with
-llhttp (L{pypid.webhooks.receivers}, loaded with the first subscription).
+redirect (a 3xx is a failure, named), sends nothing of pypid's but the event
+and its signature (no credentials, no cookies), reads at most L{ANSWER_LIMIT}
+bytes of the answer, and ends after the subscription's C{timeout} in all. HTTPS
+is checked as every outbound call of pypid's is; the deliveries to one
+receiver's host share a pool of at most its C{max_connections} kept connections
+(L{pypid.webhooks.receivers}).
 """
 
 from __future__ import annotations
@@ -26,13 +22,7 @@ from typing import TYPE_CHECKING
 import attrs
 from hyperlink import DecodedURL
 from twisted.internet.abstract import isIPv6Address
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    TimeoutError,
-    gatherResults,
-    succeed,
-)
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.client import URI
@@ -58,12 +48,9 @@ USER_AGENT = b"pypid-webhooks/1"
 @attrs.frozen
 class Attempt:
     """
-    What one delivery came to.
-
-    @ivar status: the receiver's HTTP status, or 0 when none came.
-    @ivar error: why it failed (L{None}: it was delivered).
-    @ivar retry_after: the seconds the receiver asked to wait, if it did.
-    @ivar seconds: how long it took.
+    What one delivery came to: the receiver's HTTP status (0: none came), why
+    it failed (L{None}: delivered), the seconds it asked to wait, if it did,
+    and how long it took.
     """
 
     status: int
@@ -89,22 +76,14 @@ def outcome(status: int, answer: bytes) -> str | None:
 
 
 class Sender:
-    """
-    Sends events, a pool of kept connections per receiver's host and CA
-    bundle (L{pypid.webhooks.receivers.Receiver}), each bounded by the
-    subscription's C{max_connections}.
-    """
+    """Sends events, a pool of kept connections per receiver's host and CA bundle."""
 
     def __init__(self, clock: IReactorTime, default_ca_bundle: str | None,
                  held: Mapping[str, str] | None = None,
                  wall: Callable[[], float] = _time.time) -> None:
         """
-        @param default_ca_bundle: C{[pypid] ca_bundle}, for a subscription
-            that names none.
-        @param held: the texts read with the configuration
-            (L{pypid.config.Config.held}), the bundles' among them.
-        @param wall: the time the signatures carry (receivers compare it to
-            theirs).
+        @param default_ca_bundle: C{[pypid] ca_bundle}, for a subscription naming none.
+        @param wall: the time the signatures carry (receivers compare it to theirs).
         """
         self._clock = clock
         self._default_ca_bundle = default_ca_bundle
@@ -119,8 +98,7 @@ class Sender:
                subscription.allow_private)
         receiver = self._receivers.get(key)
         if receiver is None:
-            # (the outbound client comes with the first subscription: a
-            # server without webhooks never loads it at its start)
+            # (the outbound client loads with the first subscription)
             from pypid.http.client import endpoint_for, https_policy
             from pypid.webhooks.receivers import Receiver
 
@@ -134,15 +112,13 @@ class Sender:
     def _target(self, subscription: WebhookConfig) -> tuple[URI, bytes, str]:
         """
         The URL as sent (an international host or path encoded once), the
-        start of its request (the request line and C{Host}), and its
-        receiver (L{WebhookConfig.receiver}, what C{max_connections}
-        bounds): worked out once a URL, not at each delivery.
+        start of its request (the request line and C{Host}), and its receiver
+        (L{WebhookConfig.receiver}): worked out once a URL, not each delivery.
         """
         url = subscription.url
         if url not in self._targets:
             decoded = DecodedURL.from_text(url)
-            # (an IPv6 literal is no name to encode with IDNA, which refuses
-            # its colons: the rest is encoded around a stand-in)
+            # (IDNA refuses an IPv6 literal's colons: encoded around a stand-in)
             literal = isIPv6Address(decoded.host)
             encoded = (decoded.replace(host=_STAND_IN) if literal else decoded).to_uri().to_text()
             if literal:
@@ -206,8 +182,8 @@ class Sender:
     def reset(self, held: Mapping[str, str] | None = None) -> Deferred[None]:
         """
         Make new pools from now on (a reload: a CA bundle rotated in place,
-        another timeout), the kept connections closed; C{held}: the texts
-        the reload read (L{pypid.config.Config.held}; L{None}: those of before).
+        another timeout), the kept connections closed; C{held}: the texts the
+        reload read (L{None}: those of before).
         """
         if held is not None:
             self._held = held
