@@ -160,6 +160,8 @@ def _split_content_type(content_type: str | None) -> tuple[str, dict[str, str]]:
 
 def _serial(value: str | None) -> int | None:
     """A serial from a header, or L{None} when absent or not a number."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
     if isinstance(value, str) and DIGITS.fullmatch(value.strip()):
         return int(value.strip())
     return None

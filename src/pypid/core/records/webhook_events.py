@@ -147,7 +147,8 @@ SECRET_BYTES = (24, 64)
 
 def parse_secret(text: str) -> bytes:
     """
-    The key of a secret written C{whsec_<base64>} (the prefix may be left out).
+    The key of a secret written C{whsec_<base64>} (the prefix may be left out), of 24 to
+    64 bytes.
 
     @raise ValueError: saying what a secret is, never echoing it.
     """

@@ -160,7 +160,10 @@ class PlainBody(io.BytesIO):
 
 @implementer(IRequestBody)
 class SpooledForm(_Unkept):
-    """An upload body, fed to a L{FormSink} in a worker thread as it arrives (the module's)."""
+    """
+    An upload body, fed to a L{FormSink} in a worker thread as it arrives (see the module
+    docstring).
+    """
 
     def __init__(self, sink: FormSink, run: Run, pause: Callable[[], object],
                  resume: Callable[[], object], on_error: Callable[[BaseException], object],

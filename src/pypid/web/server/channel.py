@@ -130,7 +130,8 @@ class PypidChannel(BadRequestHook):
     _close_when_drained = False
     #: whether the connection ended (read by a worker's L{CatchUp.holds})
     lost = False
-    #: set when another worker came up: the next answer says C{Connection: close}
+    #: set by L{ConnectionCounter.leave_all} when another worker came up: the next
+    #: answer says C{Connection: close}, and the client reconnects
     leaving = False
 
     #: the transport's own address, asked once (L{getHost})
@@ -349,7 +350,8 @@ class PypidChannel(BadRequestHook):
             self._paused = False
             _producer(self.transport).resumeProducing()
         self._close_timer = self.callLater(self.close_timeout, self._close_overdue)
-        # (HTTPChannel.loseConnection unregisters the channel as producer first: the module's)
+        # (HTTPChannel.loseConnection unregisters the channel as the transport's producer
+        # first, see the module docstring; what the client still sends is thrown away)
         self.loseConnection()
 
     # -- every close: bounded ----------------------------------------------------------------
@@ -357,8 +359,8 @@ class PypidChannel(BadRequestHook):
     def loseConnection(self) -> None:
         """
         Close as Twisted's channel does once the answer has left the transport's buffer, and
-        drop the connection if the client has not closed within the linger (the module's), its
-        idle time counted from then; what it sends meanwhile is thrown away.
+        drop the connection if the client has not closed within the linger (see the module
+        docstring), its idle time counted from then; what it sends meanwhile is thrown away.
         """
         if self._linger is None and not self.lost and self.transport is not None:
             self._linger = (self.callLater(self.linger_idle, self._idle),

@@ -336,8 +336,8 @@ def _when_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Ans
                request: Request) -> Answer | Deferred[Any]:
     """
     C{answer(request)}, once no hosted source of the index has files of the project the path
-    names still to be read (the module's); at once for a path that names none, or a project
-    the reader may not read (its 404 comes as fast as a missing one's).
+    names still to be read (see the module docstring); at once for a path that names none, or
+    a project the reader may not read (its 404 comes as fast as a missing one's).
     """
     backfills = served.files.backfills
     post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())

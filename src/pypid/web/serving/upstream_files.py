@@ -185,7 +185,10 @@ class _ClientTee:
             self.started = True  # nothing more to answer
 
     def abort(self) -> None:
-        """The bytes were wrong or cut short: break the answer off (before any, the caller 502s)."""
+        """
+        The bytes were wrong or cut short: break the answer off (before any byte went out,
+        the caller answers 502).
+        """
         request = self._request
         self._held = None
         self._unregister()
