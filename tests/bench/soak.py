@@ -435,6 +435,8 @@ def options(argv):
     parser.add_argument("--stop-seconds", type=float, default=60,
                         help="how long the SIGSTOPped worker stays stopped")
     parser.add_argument("--json", metavar="PATH", help="write the summary as JSON too")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable of the daemon (e.g. MALLOC_ARENA_MAX=2)")
     args = parser.parse_args(argv)
     if args.yank and args.keep < 2:
         parser.error("--yank needs --keep 2 or more (a yank a step before the delete)")
@@ -475,6 +477,9 @@ def make_daemon(args, directory, trace_dir):
         # (after the tracing's sitecustomize, if any)
         first = daemon.environ["PYTHONPATH"].split(os.pathsep)[:-1]
         daemon.environ["PYTHONPATH"] = os.pathsep.join([*first, os.path.abspath(args.src)])
+    for setting in args.env:
+        name, _, value = setting.partition("=")
+        daemon.environ[name] = value
     return daemon, upstream, cached
 
 
