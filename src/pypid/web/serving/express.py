@@ -42,7 +42,7 @@ from pypid.core.util.lru import ByteLRU
 from pypid.storage.base.interface import LocalFile, MemoryFile
 from pypid.web.identity.request_auth import client_address, forwarded_client
 from pypid.web.server.respond import PAGE_CACHE_CONTROL
-from pypid.web.server.twisted_http import write_between_requests
+from pypid.web.server.twisted_http import write_between_requests, write_now
 from pypid.web.serving.read_decisions import PlainFile
 from pypid.web.serving.stored_objects import FILE_CACHE_CONTROL, FILE_CONTENT_TYPE, SMALL_FILE
 
@@ -185,7 +185,7 @@ class ExpressLane:
         request.code = 200
         # (the status line and headers are written: finish() writes none)
         request.startedWriting = 1
-        request.channel.write(data)
+        write_now(request.channel.transport, data)
         request.finish()
         return True
 
