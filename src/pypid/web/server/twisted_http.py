@@ -4,14 +4,16 @@ request line while the body is chosen (in C{gotLength}, only the channel knows i
 body follows, the bytes of a head counted, whether the channel still handles a request, the
 switch that parses a form body into C{request.args}, the parser's state between requests
 (which the express lane reads and keeps as Twisted would), what a TCP transport holds
-unsent, and a write to its socket at once. This module is the one place that touches them
-(checked with Twisted 24.7 to 26.10).
+unsent, a write to its socket at once, and a wait for it to be writable again. This module
+is the one place that touches them (checked with Twisted 24.7 to 26.10).
 """
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.interfaces import ITransport
+from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.internet.tcp import Connection
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.http import HTTPChannel, Request
@@ -98,12 +100,10 @@ def write_now(transport: ITransport | None, data: bytes) -> None:
     the loop more for each answer, an eighth of an express page's CPU (docs/performance.rst).
     What the socket does not take at once (a full buffer, an error) is written the usual way.
     """
-    if (isinstance(transport, Connection) and not transport.TLS and transport.connected
-            and not transport.disconnecting and not transport._writeDisconnected
-            and not transport.dataBuffer and not transport._tempDataBuffer
-            and len(data) <= transport.SEND_LIMIT):
+    connection = plain_socket(transport)
+    if connection is not None and len(data) <= connection.SEND_LIMIT:
         try:
-            sent = transport.socket.send(data)
+            sent = connection.socket.send(data)
         except OSError:
             sent = 0  # (EAGAIN, EINTR, a reset: the usual write finds out)
         if sent == len(data):
@@ -111,6 +111,31 @@ def write_now(transport: ITransport | None, data: bytes) -> None:
         data = data[sent:]
     assert transport is not None
     transport.write(data)
+
+
+def plain_socket(transport: ITransport | None) -> Connection | None:
+    """
+    C{transport} when it is a plain TCP (or Unix) connection whose socket may be written to
+    directly (no TLS over it, nothing of its own unsent), else L{None}.
+    """
+    if (isinstance(transport, Connection) and not transport.TLS and transport.connected
+            and not transport.disconnecting and not transport._writeDisconnected
+            and not transport.dataBuffer and not transport._tempDataBuffer):
+        return transport
+    return None
+
+
+def wait_until_writable(connection: Connection) -> None:
+    """
+    Have the connection's producer (its channel) paused until its socket takes bytes again,
+    as when Twisted's own buffer is full: the channel then watches the answer's progress
+    (its C{send_timeout}) and pauses the request's producer, and resumes both once the
+    socket is writable. For a producer that writes to the socket itself (L{os.sendfile}).
+    """
+    if connection.producer is not None and not connection.producerPaused:
+        connection.producerPaused = True
+        cast(IPushProducer, connection.producer).pauseProducing()
+    connection.startWriting()
 
 
 def parse_form_body(request: Request, parse: bool) -> None:
