@@ -97,7 +97,8 @@ def write_now(transport: ITransport | None, data: bytes) -> None:
     Write C{data} to C{transport}: into its socket at once when it is a plain TCP (or Unix)
     connection that holds nothing unsent, as nginx writes. Twisted's C{write} only buffers and
     has the reactor watch the socket until it is writable: two C{epoll_ctl} calls and a turn of
-    the loop more for each answer, an eighth of an express page's CPU (docs/performance.rst).
+    the loop more for each answer, a fifth of the reactor's busy time on a kept page
+    (docs/performance.rst, "The hot path per core").
     What the socket does not take at once (a full buffer, an error) is written the usual way.
     """
     connection = plain_socket(transport)
