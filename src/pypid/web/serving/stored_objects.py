@@ -278,12 +278,16 @@ class KernelSender:
                                    min(self._remaining, self.TURN))
             except BlockingIOError:
                 break
-            except OSError as e:
-                # (the client has gone: the connection's own read of the socket says so)
-                self._cut_short(f"the connection failed: {e.strerror}")
+            except OSError:
+                # (the client has gone, as a client may: the connection's own read of the
+                # socket says so, and nothing is logged, as when Twisted's write finds it)
+                self._stop()
                 return
             if not sent:
-                self._cut_short("the file is shorter than when it was opened")
+                log.warn("The stored file for {uri} was cut short, {missing} bytes missing: "
+                         "it is shorter than when it was opened",
+                         uri=self._request.uri, missing=self._remaining)
+                self._stop()
                 return
             self._offset += sent
             self._remaining -= sent
@@ -297,9 +301,8 @@ class KernelSender:
         self._request.unregisterProducer()
         self._request.finish()
 
-    def _cut_short(self, why: str) -> None:
-        log.warn("The stored file for {uri} was cut short, {missing} bytes missing: {reason}",
-                 uri=self._request.uri, missing=self._remaining, reason=why)
+    def _stop(self) -> None:
+        """End the answer short: what was sent still reaches the client, then the close."""
         self._done = True
         self._file.close()
         self._request.unregisterProducer()

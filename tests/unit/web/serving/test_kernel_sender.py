@@ -6,10 +6,12 @@ when the file shrinks; what follows on the connection comes after it.
 
 import os
 import socket
+import struct
 import time
 
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
@@ -161,3 +163,29 @@ class KernelSenderTests(TestCase):
         self.assertEqual(body, self.data[:2 * SMALL_FILE])
         said = [e for e in events if "cut short" in (e.get("log_format") or "")]
         self.assertEqual(said[0]["missing"], len(self.data) - 2 * SMALL_FILE)
+
+    async def test_client_gone(self) -> None:
+        """A client that resets the connection mid-file ends the sending quietly."""
+        self.data = os.urandom(32 << 20)
+        with open(self.path, "wb") as f:
+            f.write(self.data)
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def leave() -> None:
+            with socket.create_connection(("127.0.0.1", self.port)) as s:
+                s.sendall(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.recv(1 << 16)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await threads.deferToThread(leave)
+        # (the sender ran into the reset, or the reactor read it first)
+        sender = self.started[0]
+        for _ in range(100):
+            if sender._done:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertTrue(sender._done)
+        self.assertEqual([e for e in events if "cut short" in (e.get("log_format") or "")], [])
+        [(head, body)] = await self.exchange(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(body, self.data)
