@@ -286,6 +286,9 @@ class _DayFiles(JournalWriter):
         at, offset = self._start(serial, names)
         found: list[Entry] = []
         place: tuple[int, str, int] | None = None
+        # (where the lines up to C{serial} end: a reader that finds nothing new
+        # starts there next time, rather than reading the day's file again)
+        passed: tuple[str, int] | None = None
         for name in names[at:]:
             with self._reading(name) as f:
                 if f is None:
@@ -294,8 +297,10 @@ class _DayFiles(JournalWriter):
                     try:
                         entry = decode(line)
                     except AuditError:
-                        continue
-                    if entry.serial is None or entry.serial <= serial:
+                        entry = None
+                    if entry is None or entry.serial is None or entry.serial <= serial:
+                        if not found:
+                            passed = (name, end)
                         continue
                     found.append(entry)
                     place = (entry.serial, name, end)
@@ -306,6 +311,8 @@ class _DayFiles(JournalWriter):
             offset = 0
         if place is not None:
             self._remember(*place)
+        elif passed is not None:
+            self._remember(serial, *passed)
         return found
 
     def _read_file(self, name: str) -> bytes:
