@@ -54,6 +54,7 @@ from pypid.web.server.twisted_http import (
     body_follows,
     handling_request,
     head_bytes,
+    queued_in_kernel,
     request_line,
     unsent_bytes,
     waiting_for_transport,
@@ -278,11 +279,16 @@ class PypidChannel(BadRequestHook):
 
     def _stalled(self, now: float, since: float) -> bool:
         """Whether the client, stalled C{since}, took none of the answer for C{send_timeout}."""
-        unsent = unsent_bytes(self.transport)
+        unsent = self._left()
         if unsent is not None and self._unsent is not None and unsent < self._unsent:
             self.stalled_since = since = now  # (the kernel took some: the client reads)
         self._unsent = unsent
         return now - since >= self.send_timeout
+
+    def _left(self) -> int | None:
+        """What the answer has not sent: Twisted's buffer and the kernel's (L{None}: unknown)."""
+        unsent = unsent_bytes(self.transport)
+        return None if unsent is None else unsent + queued_in_kernel(self.transport)
 
     def _cancel(self, name: str) -> None:
         timer = getattr(self, name)
@@ -379,7 +385,7 @@ class PypidChannel(BadRequestHook):
         HTTPChannel.pauseProducing(self)
         if self.stalled_since is None:
             self.stalled_since = self.site.reactor.seconds()
-            self._unsent = unsent_bytes(self.transport)
+            self._unsent = self._left()
 
     def resumeProducing(self) -> None:
         """The transport's buffer has drained: a close waiting for it happens now."""

@@ -10,6 +10,9 @@ is the one place that touches them (checked with Twisted 24.7 to 26.10).
 
 from __future__ import annotations
 
+import fcntl
+import struct
+import termios
 from typing import cast
 
 from twisted.internet.abstract import FileDescriptor
@@ -114,14 +117,16 @@ def write_now(transport: ITransport | None, data: bytes) -> None:
     transport.write(data)
 
 
-def plain_socket(transport: ITransport | None) -> Connection | None:
+def plain_socket(transport: ITransport | None, drained: bool = True) -> Connection | None:
     """
     C{transport} when it is a plain TCP (or Unix) connection whose socket may be written to
-    directly (no TLS over it, nothing of its own unsent), else L{None}.
+    directly (no TLS over it, open, and with C{drained}, nothing of its own unsent), else
+    L{None}.
     """
     if (isinstance(transport, Connection) and not transport.TLS and transport.connected
             and not transport.disconnecting and not transport._writeDisconnected
-            and not transport.dataBuffer and not transport._tempDataBuffer):
+            and not getattr(transport, "_aborting", False)
+            and not (drained and (transport.dataBuffer or transport._tempDataBuffer))):
         return transport
     return None
 
@@ -156,3 +161,20 @@ def unsent_bytes(transport: ITransport | None) -> int | None:
     if not isinstance(transport, FileDescriptor):
         return None
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def queued_in_kernel(transport: ITransport | None) -> int:
+    """
+    How many bytes the kernel holds unsent on C{transport}'s socket (Linux's C{SIOCOUTQ}), 0
+    where it cannot say. An answer the kernel sends from a file (L{os.sendfile}) fills the
+    socket's buffer, which reads writable again only once a third of it left: a client that
+    reads slowly takes bytes all the while, and only this shows it.
+    """
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    sock = getattr(transport, "socket", None)
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", queued)[0])

@@ -7,6 +7,7 @@ C{If-Range}) are read here, once, for the answer and for what counts as a downlo
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Callable
@@ -206,7 +207,8 @@ def send_file(request: Request, path: str, etag: bytes) -> Rendered:
             data = f.read(length)
             f.close()
             return data
-        connection = plain_socket(request.channel.transport)
+        # (behind an answer still in Twisted's buffer too: the sender waits for it)
+        connection = plain_socket(request.channel.transport, drained=False)
         if connection is not None:
             KernelSender(request, f, start, length, connection).start()
         elif length != size:
@@ -217,6 +219,11 @@ def send_file(request: Request, path: str, etag: bytes) -> Rendered:
     except BaseException:
         f.close()
         raise
+
+
+#: What C{sendfile} says when the client has gone (its reset, or a close).
+_CLIENT_GONE = frozenset((errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED,
+                          errno.ETIMEDOUT))
 
 
 @implementer(IPushProducer)
@@ -230,8 +237,9 @@ class KernelSender:
     """
 
     #: The most bytes handed to the kernel in one turn of the reactor, so that one fast
-    #: client does not hold the others' answers back.
-    TURN = 16 << 20
+    #: client, or a file not in the page cache, does not hold the others' answers back
+    #: (nginx's C{sendfile_max_chunk} is 2 MiB too).
+    TURN = 2 << 20
 
     def __init__(self, request: Request, f: BinaryIO, start: int, length: int,
                  connection: Connection) -> None:
@@ -267,6 +275,10 @@ class KernelSender:
         connection = self._connection
         if self._done or self._paused:
             return
+        if connection.producer is None or connection.disconnecting or not connection.connected:
+            # (the connection is closing or closed under the answer: nothing waits for it)
+            self._stop()
+            return
         if unsent_bytes(connection):
             # (the head, or the answer before, still in Twisted's buffer: the body follows it)
             wait_until_writable(connection)
@@ -275,12 +287,15 @@ class KernelSender:
         while self._remaining and turn < self.TURN:
             try:
                 sent = os.sendfile(connection.fileno(), self._file.fileno(), self._offset,
-                                   min(self._remaining, self.TURN))
+                                   min(self._remaining, self.TURN - turn))
             except BlockingIOError:
                 break
-            except OSError:
-                # (the client has gone, as a client may: the connection's own read of the
-                # socket says so, and nothing is logged, as when Twisted's write finds it)
+            except OSError as e:
+                if e.errno not in _CLIENT_GONE:
+                    log.warn("Cannot send the stored file for {uri}: {error}",
+                             uri=self._request.uri, error=e.strerror)
+                # (a client that left, as a client may, is not logged: the connection's own
+                # read of the socket says so, as when Twisted's write finds it)
                 self._stop()
                 return
             if not sent:

@@ -19,6 +19,8 @@ from twisted.web.server import Site
 
 from pypid.web.serving import stored_objects
 from pypid.web.serving.stored_objects import SMALL_FILE, send_file
+from pypid.web.site import PypidSite
+from pypid.web.web_inputs import SiteSettings
 
 ETAG = b'"e"'
 
@@ -189,3 +191,67 @@ class KernelSenderTests(TestCase):
         self.assertEqual([e for e in events if "cut short" in (e.get("log_format") or "")], [])
         [(head, body)] = await self.exchange(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(body, self.data)
+
+
+class SlowReaderTests(TestCase):
+    """
+    pypid's own site and channel, with a send timeout of 1.5 s: a client that reads a large file
+    slowly but all the while keeps its connection, one that stops reading is dropped.
+    """
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+        self.data = os.urandom(6 << 20)
+        with open(self.path, "wb") as f:
+            f.write(self.data)
+        spool = os.path.abspath(self.mktemp())
+        os.makedirs(spool)
+        site = PypidSite(_File(self.path), SiteSettings(1 << 20, send_timeout=1.5), spool,
+                         reactor=reactor)
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.port = port.getHost().port
+
+    def read(self, pause: float, stop_after: int | None = None) -> int:
+        """
+        Ask for the 6 MiB file and read 32 KiB every C{pause} s (blocking), stopping for 6 s once
+        after C{stop_after} bytes: the bytes of the body read, until its end or a reset.
+        """
+        got, stopped = -1, False
+        with socket.create_connection(("127.0.0.1", self.port)) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+            s.settimeout(30)
+            s.sendall(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = b""
+            while got < len(self.data):
+                if stop_after is not None and not stopped and got >= stop_after:
+                    time.sleep(6)
+                    stopped = True
+                try:
+                    chunk = s.recv(32 << 10)
+                except ConnectionResetError:
+                    return got
+                if not chunk:
+                    return got
+                if got < 0:
+                    head += chunk
+                    if b"\r\n\r\n" in head:
+                        got = len(head.partition(b"\r\n\r\n")[2])
+                else:
+                    got += len(chunk)
+                time.sleep(pause)
+        return got
+
+    async def test_slow_reader_kept(self) -> None:
+        """
+        640 kB/s, the kernel's buffer drains a third (what makes the socket writable again)
+        only every few seconds: the bytes the kernel sent in between count as the client's
+        progress, so it is not taken for a client that stopped (Linux's C{SIOCOUTQ}).
+        """
+        got = await threads.deferToThread(self.read, 0.05)
+        self.assertEqual(got, len(self.data))
+
+    async def test_stopped_reader_dropped(self) -> None:
+        """A client that stops reading is reset after the send timeout."""
+        got = await threads.deferToThread(self.read, 0.0, 64 << 10)
+        self.assertLess(got, len(self.data))
