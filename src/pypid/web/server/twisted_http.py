@@ -156,8 +156,7 @@ def unsent_bytes(transport: ITransport | None) -> int | None:
     Twisted tells a producer only when that buffer is full and when it is empty again; a
     client that reads slowly drains it a little at a time, which only this shows.
     """
-    while isinstance(transport, ProtocolWrapper):
-        transport = transport.transport
+    transport = _innermost(transport)
     if not isinstance(transport, FileDescriptor):
         return None
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
@@ -170,11 +169,18 @@ def queued_in_kernel(transport: ITransport | None) -> int:
     socket's buffer, which reads writable again only once a third of it left: a client that
     reads slowly takes bytes all the while, and only this shows it.
     """
-    while isinstance(transport, ProtocolWrapper):
-        transport = transport.transport
-    sock = getattr(transport, "socket", None)
+    sock = getattr(_innermost(transport), "socket", None)
+    if sock is None:
+        return 0
     try:
-        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # type: ignore[union-attr]
-    except (AttributeError, OSError, ValueError):
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
         return 0
     return int(struct.unpack("i", queued)[0])
+
+
+def _innermost(transport: ITransport | None) -> ITransport | None:
+    """The transport under every layer over it (TLS, PROXY): the connection itself."""
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    return transport

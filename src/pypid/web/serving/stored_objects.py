@@ -208,7 +208,7 @@ def send_file(request: Request, path: str, etag: bytes) -> Rendered:
             f.close()
             return data
         # (behind an answer still in Twisted's buffer too: the sender waits for it)
-        connection = plain_socket(request.channel.transport, drained=False)
+        connection = plain_socket(getattr(request.channel, "transport", None), drained=False)
         if connection is not None:
             KernelSender(request, f, start, length, connection).start()
         elif length != size:
@@ -277,7 +277,7 @@ class KernelSender:
             return
         if connection.producer is None or connection.disconnecting or not connection.connected:
             # (the connection is closing or closed under the answer: nothing waits for it)
-            self._stop()
+            self._end(whole=False)
             return
         if unsent_bytes(connection):
             # (the head, or the answer before, still in Twisted's buffer: the body follows it)
@@ -296,13 +296,13 @@ class KernelSender:
                              uri=self._request.uri, error=e.strerror)
                 # (a client that left, as a client may, is not logged: the connection's own
                 # read of the socket says so, as when Twisted's write finds it)
-                self._stop()
+                self._end(whole=False)
                 return
             if not sent:
                 log.warn("The stored file for {uri} was cut short, {missing} bytes missing: "
                          "it is shorter than when it was opened",
                          uri=self._request.uri, missing=self._remaining)
-                self._stop()
+                self._end(whole=False)
                 return
             self._offset += sent
             self._remaining -= sent
@@ -311,17 +311,17 @@ class KernelSender:
         if self._remaining:
             wait_until_writable(connection)
             return
-        self._done = True
-        self._file.close()
-        self._request.unregisterProducer()
-        self._request.finish()
+        self._end(whole=True)
 
-    def _stop(self) -> None:
-        """End the answer short: what was sent still reaches the client, then the close."""
+    def _end(self, whole: bool) -> None:
+        """Finish the answer, or end it short: what was sent still reaches the client."""
         self._done = True
         self._file.close()
         self._request.unregisterProducer()
-        self._request.loseConnection()
+        if whole:
+            self._request.finish()
+        else:
+            self._request.loseConnection()
 
 
 def send_redirect(request: IRequest, url: str) -> bytes:
