@@ -114,6 +114,29 @@ class KernelSenderTests(TestCase):
             self.assertEqual(body, self.data)
         self.assertEqual(len(self.started), 2)
 
+    async def test_pipelined_behind_a_head(self) -> None:
+        """
+        A C{GET} sent in one piece behind a C{HEAD}, whose answer may still be in Twisted's
+        buffer when the file starts: the kernel sends the file after that answer.
+        """
+        answers = await threads.deferToThread(self._pipelined)
+        self.assertEqual([body for _, body in answers], [b"", self.data])
+        self.assertEqual(len(self.started), 1)
+
+    def _pipelined(self) -> list[tuple[bytes, bytes]]:
+        with socket.create_connection(("127.0.0.1", self.port)) as s:
+            s.settimeout(10)
+            s.sendall(b"HEAD /f HTTP/1.1\r\nHost: x\r\n\r\nGET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while got.count(b"\r\n\r\n") < 2 or len(got) < 2 * len(b"\r\n\r\n") + len(self.data):
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                got += chunk
+        head, _, rest = got.partition(b"\r\n\r\n")
+        second, _, body = rest.partition(b"\r\n\r\n")
+        return [(head, b""), (second, body[:len(self.data)])]
+
     async def test_range(self) -> None:
         """A range from the middle to past the end: 206 and those bytes."""
         start = SMALL_FILE + 7
