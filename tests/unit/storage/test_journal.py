@@ -9,7 +9,7 @@ import os
 from functools import partial
 
 from twisted.internet import reactor
-from twisted.internet.defer import fail
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -73,6 +73,52 @@ class LocalJournalTests(JournalContractMixin, TestCase):
         self.assertEqual(len(decoded), 1)
         # (and a reader further back still reads every entry after its serial)
         self.assertEqual(len(await reader.since(head - 10)), 11)
+
+    async def test_readers_asking_together_share_a_read(self):
+        """
+        Readers that ask before a read began in the pool share it, each given
+        what it asked for (a worker's look asks for each index and for the
+        serials at once); one that asks once it began waits for a read of its
+        own, which sees what was written since; a failure reaches each.
+        """
+        held = []
+
+        def run(f, *args):
+            held.append((f, args, Deferred()))
+            return held[-1][2]
+
+        def begin():
+            # (the pool's thread reads now; the answer reaches the reactor later)
+            f, args, d = held.pop(0)
+            read = f(*args)
+            return lambda: d.callback(read)
+
+        journal = self.make_journal()
+        head = await journal.append([change(n) for n in range(6)])
+        reader = LocalJournal(journal.folder, run, Clock())
+        first = reader.since(head - 2)
+        second = reader.since(head - 5, 2)
+        self.assertEqual(len(held), 1)
+        end = begin()
+        late = reader.since(head)
+        self.assertEqual(len(held), 1)
+        await journal.append([change(6)])
+        end()
+        self.assertEqual([e.serial for e in self.successResultOf(first)], [head - 1, head])
+        self.assertEqual([e.serial for e in self.successResultOf(second)],
+                         [head - 4, head - 3])
+        self.assertNoResult(late)
+        begin()()
+        self.assertEqual([e.filename for e in self.successResultOf(late)], ["f6.whl"])
+        broken = [reader.since(head), reader.since(head - 1)]
+        f, args, d = held.pop()
+        self.patch(reader, "_since_sync", lambda *_: 1 / 0)
+        try:
+            f(*args)
+        except ZeroDivisionError:
+            d.errback()
+        for answer in broken:
+            self.failureResultOf(answer, ZeroDivisionError)
 
     async def test_history_before_the_journal(self):
         """

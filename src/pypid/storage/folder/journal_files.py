@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar, cast
@@ -25,6 +26,7 @@ import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pypid.core.records.audit_chain import (
@@ -50,6 +52,7 @@ from pypid.storage.base.journal import (
     checked_limit,
     entries_of,
     imported_name,
+    newer,
 )
 from pypid.storage.folder.journal_segments import (
     DiskSegment,
@@ -68,6 +71,24 @@ _PLACES = 256
 _T = TypeVar("_T")
 
 _FILE = re.compile(r"\A(\d{4}-\d{2}-\d{2})\.jsonl\Z")
+
+
+@attrs.define
+class _SharedRead:
+    """One read of the journal and the readers it answers (see L{_DayFiles.since})."""
+
+    #: (serial, limit, the reader's answer) of each reader
+    asked: list[tuple[int, int, Deferred[list[Entry]]]] = attrs.Factory(list)
+    #: whether the read began (in the pool): a later reader waits for the next
+    begun: bool = False
+
+    def answer(self, result: list[Entry] | Failure) -> None:
+        """Give each reader what it asked for of what was read, or the failure."""
+        for serial, limit, answer in self.asked:
+            if isinstance(result, Failure):
+                answer.errback(result)
+            else:
+                answer.callback(newer(result, serial, limit))
 
 
 class _DayFiles(JournalWriter):
@@ -90,6 +111,9 @@ class _DayFiles(JournalWriter):
         self._firsts: dict[str, int] = {}
         # serial -> (file, the offset after its line): where readers go on
         self._places: dict[int, tuple[str, int]] = {}
+        # the read readers may still join (taken by the pool's thread as it begins)
+        self._asking: _SharedRead | None = None
+        self._asking_lock = threading.Lock()
 
     # -- what a subclass gives: the file operations
 
@@ -233,9 +257,30 @@ class _DayFiles(JournalWriter):
             del self._places[next(iter(self._places))]
 
     def since(self, serial: int, limit: int = MAX_SINCE) -> Deferred[list[Entry]]:
-        """The entries after C{serial} (see L{IJournal.since})."""
+        """
+        The entries after C{serial} (see L{IJournal.since}). Readers that ask
+        before a read has begun share it: a worker's look asks for the same
+        tail for each index and for the serials at once, and one read (one
+        trip to the pool) answers them all.
+        """
         checked_limit(limit)
-        return self._call(self._since_sync, serial, limit).addCallback(self._seen)
+        answer: Deferred[list[Entry]] = Deferred()
+        with self._asking_lock:
+            read = self._asking
+            joined = read is not None and not read.begun
+            if not joined:
+                read = self._asking = _SharedRead()
+            cast(_SharedRead, read).asked.append((serial, limit, answer))
+        if not joined:
+            self._call(self._shared_sync, read).addBoth(cast(_SharedRead, read).answer)
+        return answer.addCallback(self._seen)
+
+    def _shared_sync(self, read: _SharedRead) -> list[Entry]:
+        with self._asking_lock:
+            read.begun = True
+        low = min(serial for serial, _limit, _answer in read.asked)
+        return self._since_sync(low, max(serial - low + limit
+                                         for serial, limit, _answer in read.asked))
 
     def _seen(self, entries: list[Entry]) -> list[Entry]:
         if entries:
