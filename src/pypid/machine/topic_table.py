@@ -90,12 +90,12 @@ def encode(topic: Topic, fields: Sequence[bytes]) -> bytes:
     return b" ".join((topic.value, *fields))
 
 
-def tell(ring: Announcing, topic: Topic, *fields: bytes) -> None:
+def tell(ring: Announcing, topic: Topic, *fields: bytes) -> int:
     """
     Announce C{topic} on C{ring} (for a hub, and the lean supervisor, which
-    has none), or raise L{pypid.machine.ring.RingError}: it does not fit.
+    has none): its number, or L{pypid.machine.ring.RingError}: it does not fit.
     """
-    ring.announce(encode(topic, fields))
+    return ring.announce(encode(topic, fields))
 
 
 def decode(payload: bytes) -> tuple[Topic, list[bytes]] | None:

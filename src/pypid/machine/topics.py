@@ -100,6 +100,9 @@ class Hub:
     #: (one read of memory; alone, 0). The ring's own reader, not a method
     #: that asks it: a worker asks before each request.
     latest: Callable[[], int] = attrs.field(init=False)
+    #: the first and last number of this worker's latest run of announcements
+    #: on the ring with no other's between them (L{others_since})
+    _own: tuple[int, int] = attrs.field(init=False, default=(0, 0))
 
     def __attrs_post_init__(self) -> None:
         self.latest = self._ring.latest if self._ring is not None else _none_yet
@@ -165,8 +168,25 @@ class Hub:
         @raise pypid.machine.ring.RingError: when it does not fit in a slot.
         """
         ring = self._carrier(topic)
-        if ring is not None:
-            tell(ring, topic, *fields)
+        if ring is None:
+            return
+        number = tell(ring, topic, *fields)
+        if ring is self._ring:
+            first, last = self._own
+            self._own = (first, number) if number == last + 1 else (number, number)
+
+    def others_since(self, seen: int) -> bool:
+        """
+        Whether another worker announced on the ring after number C{seen}
+        (one read of memory): not when every announcement since is this
+        worker's own, told in a row (a worker's own journal writes ring the
+        doorbell too, and need no look at the journal).
+        """
+        latest = self.latest()
+        if latest == seen:
+            return False
+        first, last = self._own
+        return not (latest == last and first <= seen + 1)
 
     def on(self, topic: Topic, handler: Handler, *, past: bool = False) -> None:
         """

@@ -52,7 +52,7 @@ class CatchUp:
 
     def behind(self) -> bool:
         """Whether another worker announced a change not yet taken in here (the hot path)."""
-        return self._hub.latest() != self.seen
+        return self._hub.others_since(self.seen)
 
     def holds(self, connection: Connection, data: bytes) -> bool:
         """

@@ -81,6 +81,28 @@ class HubTests(SynchronousTestCase):
         one.take()
         self.assertEqual(self.heard, [(1, "pin", [b"key", b"b.whl"], 0)])
 
+    def test_others_since(self):
+        """
+        Whether another worker announced since a number: not for this
+        worker's own announcements in a row (its own journal writes), as
+        soon as another's comes before or between them.
+        """
+        one, two = self.hubs
+        seen = one.latest()
+        self.assertFalse(one.others_since(seen))
+        one.publish(Topic.JOURNAL)
+        one.publish(Topic.JOURNAL)
+        self.assertFalse(one.others_since(seen))
+        self.assertTrue(two.others_since(seen))
+        two.publish(Topic.JOURNAL)
+        self.assertTrue(one.others_since(seen))
+        one.publish(Topic.JOURNAL)
+        self.assertTrue(one.others_since(seen), "another's between")
+        self.assertFalse(one.others_since(one.latest() - 1))
+        self.assertTrue(one.others_since(one.latest() - 2))
+        Hub(self.ring).publish(Topic.JOURNAL)
+        self.assertTrue(one.others_since(one.latest() - 1), "the supervisor's too")
+
     def test_lost(self):
         """A hub a whole ring behind calls its lost handlers, then reads from the latest."""
         one, two = self.hubs

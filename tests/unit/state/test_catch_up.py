@@ -47,6 +47,21 @@ class CatchUpTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertFalse(self.catch_up.behind())
 
+    def test_own_announcements(self):
+        """
+        The worker's own announcements (its journal writes ring the doorbell
+        too) leave it caught up: its requests do not wait for a look.
+        """
+        ring = ChangeRing.attach(self.ring.fileno(), 1)
+        self.addCleanup(ring.close)
+        hub = Hub(ring)
+        catch_up = CatchUp(hub, [self.look])
+        hub.publish(Topic.JOURNAL)
+        hub.publish(Topic.JOURNAL)
+        self.assertFalse(catch_up.behind())
+        self.ring.announce(b"f x a-1.0.tar.gz")
+        self.assertTrue(catch_up.behind())
+
     def test_shared_and_next(self):
         """
         Requests while a catching up is under way wait for the next one,
