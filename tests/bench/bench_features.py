@@ -32,7 +32,7 @@ the same features as C{pypid}, for an A/B of a change to the hot path). ::
 
     .venv/bin/python tests/bench/bench_features.py --baseline-venv ../base/.venv
         [--rounds 5] [-d 5s] [--routes root,html,json,wheel] [--no-nginx]
-        [--baseline-features]
+        [--baseline-features] [--workers N] [--profile DIR]
         [--corpus ~/.cache/pypid-bench/corpus-2000x5/packages] [--json OUT]
 
 Needs wrk, nginx and taskset (the shared bench's C{setup.sh}). Not a test
@@ -44,6 +44,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -70,10 +71,11 @@ def project(i):
     return f"bench-proj-{i:05d}"
 
 
-def features_config(daemon, osv_folder):
+def features_config(daemon, osv_folder, workers=1):
     return f"""
 [pypid]
 snapshot = {daemon.snapshot}
+workers = {workers}
 advisories = deny
 advisory_severity = high
 
@@ -107,11 +109,12 @@ exclude = experimental-*
 """
 
 
-def baseline_config(venv, daemon):
+def baseline_config(venv, daemon, workers=1):
     """The baseline checkout's own etc/pypid.ini, on this corpus copy."""
     with open(os.path.join(os.path.dirname(os.path.abspath(venv)), "etc", "pypid.ini")) as f:
         text = f.read()
-    text = re.sub(r"^snapshot = .*$", f"snapshot = {daemon.snapshot}", text, flags=re.M)
+    text = re.sub(r"^snapshot = .*$", f"snapshot = {daemon.snapshot}\nworkers = {workers}",
+                  text, flags=re.M)
     return re.sub(r"^path = .*$", f"path = {daemon.storage}", text, count=1, flags=re.M)
 
 
@@ -136,6 +139,18 @@ def wrk(url, script, duration, accept):
     return report
 
 
+def profiler(folder, pid, name):
+    """py-spy sampling C{pid} and its workers into C{folder}/C{name}.txt (raw, 250 Hz)."""
+    os.makedirs(folder, exist_ok=True)
+    here = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    spy = subprocess.Popen([here if os.path.exists(here) else "py-spy", "record", "--nonblocking", "--subprocesses", "-r", "250",
+                            "--format", "raw", "-p", str(pid),
+                            "-o", os.path.join(folder, f"{name}.txt")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return spy
+
+
 def start_pypid(kind, args, corpus, work, n):
     folder = os.path.join(work, kind)
     shutil.rmtree(folder, ignore_errors=True)
@@ -144,7 +159,7 @@ def start_pypid(kind, args, corpus, work, n):
     if kind == "baseline":
         daemon.twistd = os.path.join(args.baseline_venv, "bin", "twistd")
     if kind == "baseline" and not args.baseline_features:
-        text = baseline_config(args.baseline_venv, daemon)
+        text = baseline_config(args.baseline_venv, daemon, args.workers)
     else:
         measured = n // 2
         others = [i for i in range(n) if i != measured]
@@ -158,7 +173,7 @@ def start_pypid(kind, args, corpus, work, n):
         osv = os.path.join(folder, "osv")
         os.makedirs(osv)
         write_folder(osv, records)
-        text = features_config(daemon, osv)
+        text = features_config(daemon, osv, args.workers)
     with open(daemon.config_path, "w") as f:
         f.write(text)
     # (with advisories that deny, /health answers 200 once they are in force;
@@ -191,6 +206,9 @@ def main():
                     help="configure the baseline with the same features as pypid")
     ap.add_argument("--corpus", default=os.path.expanduser(
         "~/.cache/pypid-bench/corpus-2000x5/packages"))
+    ap.add_argument("--workers", type=int, default=1, help="[pypid] workers of both builds")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="py-spy each route of pypid in a run of its own (raw stacks)")
     ap.add_argument("--json")
     args = ap.parse_args()
     corpus = os.path.abspath(args.corpus)
@@ -234,6 +252,13 @@ def main():
                         wait_idle(pid)
                         wrk(url, script, "2s", accepts[route])
                         wait_idle(pid)
+                        if r == 0 and kind == "pypid" and args.profile:
+                            # (a run of its own: the sampling costs the server CPU)
+                            spy = profiler(args.profile, pid, route)
+                            wrk(url, script, args.duration, accepts[route])
+                            spy.send_signal(signal.SIGINT)
+                            spy.wait()
+                            wait_idle(pid)
                         before = tree_cpu(pid)
                         answered = wrk(url, script, args.duration, accepts[route])
                         seconds = tree_cpu(pid) - before
