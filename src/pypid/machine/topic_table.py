@@ -93,7 +93,9 @@ def encode(topic: Topic, fields: Sequence[bytes]) -> bytes:
 def tell(ring: Announcing, topic: Topic, *fields: bytes) -> int:
     """
     Announce C{topic} on C{ring} (for a hub, and the lean supervisor, which
-    has none): its number, or L{pypid.machine.ring.RingError}: it does not fit.
+    has none); its number on the ring.
+
+    @raise pypid.machine.ring.RingError: it does not fit in a slot.
     """
     return ring.announce(encode(topic, fields))
 

@@ -120,6 +120,36 @@ class LocalJournalTests(JournalContractMixin, TestCase):
         for answer in broken:
             self.failureResultOf(answer, ZeroDivisionError)
 
+    async def test_reader_far_behind_reads_alone(self):
+        """
+        A reader far behind the others (a subscription's cursor from long
+        ago) does not share their read: a shared read would decode every
+        entry between them for readers that want the tail. Readers near
+        each other still share one.
+        """
+        held = []
+
+        def run(f, *args):
+            held.append((f, args, Deferred()))
+            return held[-1][2]
+
+        journal = self.make_journal()
+        head = await journal.append([change(n) for n in range(12)])
+        reader = LocalJournal(journal.folder, run, Clock())
+        tail = reader.since(head - 1, 2)
+        old = reader.since(BEGINNING, 2)
+        near = reader.since(head - 2, 2)
+        self.assertEqual(len(held), 2)
+        read = []
+        for f, args, d in held:
+            read.append(f(*args))
+            d.callback(read[-1])
+        self.assertEqual([len(entries) for entries in read], [2, 2])
+        self.assertEqual([e.serial for e in self.successResultOf(tail)], [head])
+        self.assertEqual([e.serial for e in self.successResultOf(old)],
+                         [BEGINNING + 1, BEGINNING + 2])
+        self.assertEqual([e.serial for e in self.successResultOf(near)], [head - 1, head])
+
     async def test_history_before_the_journal(self):
         """
         Lines written before the journal (no serials) are its history: the

@@ -18,7 +18,7 @@ import fcntl
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar, cast
 
@@ -75,12 +75,34 @@ _FILE = re.compile(r"\A(\d{4}-\d{2}-\d{2})\.jsonl\Z")
 
 @attrs.define
 class _SharedRead:
-    """One read of the journal and the readers it answers (see L{_DayFiles.since})."""
+    """
+    One read of the journal and the readers it answers (see
+    L{_DayFiles.since}): from the lowest serial asked to the furthest end
+    asked, never longer than twice the longest read one of them asked for.
+    """
 
     #: (serial, limit, the reader's answer) of each reader
     asked: list[tuple[int, int, Deferred[list[Entry]]]] = attrs.Factory(list)
-    #: whether the read began (in the pool): a later reader waits for the next
-    begun: bool = False
+
+    def joins(self, serial: int, limit: int) -> bool:
+        """
+        Whether a reader from C{serial} for C{limit} entries may share this
+        read (one not begun): the read with it spans no more than twice the
+        longest read asked (a reader far behind the others, or far ahead,
+        does not make them all read its way: it reads on its own).
+        """
+        asked = [*self.asked, (serial, limit, None)]
+        return self._span(asked) <= 2 * max(limit for _serial, limit, _answer in asked)
+
+    def span(self) -> tuple[int, int]:
+        """The serial the read begins after, and how many entries it reads at most."""
+        low = min(serial for serial, _limit, _answer in self.asked)
+        return low, self._span(self.asked)
+
+    @staticmethod
+    def _span(asked: Sequence[tuple[int, int, object]]) -> int:
+        low = min(serial for serial, _limit, _answer in asked)
+        return max(serial + limit for serial, limit, _answer in asked) - low
 
     def answer(self, result: list[Entry] | Failure) -> None:
         """Give each reader what it asked for of what was read, or the failure."""
@@ -111,8 +133,8 @@ class _DayFiles(JournalWriter):
         self._firsts: dict[str, int] = {}
         # serial -> (file, the offset after its line): where readers go on
         self._places: dict[int, tuple[str, int]] = {}
-        # the read readers may still join (taken by the pool's thread as it begins)
-        self._asking: _SharedRead | None = None
+        # the reads readers may still join (each taken by the pool's thread as it begins)
+        self._asking: list[_SharedRead] = []
         self._asking_lock = threading.Lock()
 
     # -- what a subclass gives: the file operations
@@ -266,21 +288,20 @@ class _DayFiles(JournalWriter):
         checked_limit(limit)
         answer: Deferred[list[Entry]] = Deferred()
         with self._asking_lock:
-            read = self._asking
-            joined = read is not None and not read.begun
-            if not joined:
-                read = self._asking = _SharedRead()
-            cast(_SharedRead, read).asked.append((serial, limit, answer))
-        if not joined:
-            self._call(self._shared_sync, read).addBoth(cast(_SharedRead, read).answer)
+            joined = next((read for read in self._asking if read.joins(serial, limit)), None)
+            read = joined or _SharedRead()
+            read.asked.append((serial, limit, answer))
+            if joined is None:
+                self._asking.append(read)
+        if joined is None:
+            self._call(self._shared_sync, read).addBoth(read.answer)
         return answer.addCallback(self._seen)
 
     def _shared_sync(self, read: _SharedRead) -> list[Entry]:
         with self._asking_lock:
-            read.begun = True
-        low = min(serial for serial, _limit, _answer in read.asked)
-        return self._since_sync(low, max(serial - low + limit
-                                         for serial, limit, _answer in read.asked))
+            # (begun: later readers wait for a read of their own)
+            self._asking.remove(read)
+        return self._since_sync(*read.span())
 
     def _seen(self, entries: list[Entry]) -> list[Entry]:
         if entries:
