@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 
 
@@ -33,6 +34,45 @@ def exclusive_lock(path: str, mode: int = 0o600) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def write_file(path: str, data: bytes, durable: bool = True) -> None:
+    """
+    Write C{data} to C{path} (created 0600 whatever the umask, or cut to
+    nothing first), fsynced with C{durable}: through the descriptor, not a
+    file object, which would ask whether it is a terminal and where it
+    stands (three system calls of the eleven a small sidecar took, and each
+    a release of the GIL that a busy reactor makes the thread wait to take
+    back).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str) -> None:
+    """Make the bytes written to the file at C{path} durable (through a descriptor of its own)."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def thread_temp_name(folder: str, prefix: str) -> str:
+    """
+    A temporary file's path in C{folder} that no other thread of any process
+    uses at the same time: named by the thread's id in the kernel, asked
+    each time (a forked worker's main thread keeps its parent's in
+    C{Thread.native_id} until Python 3.12).
+    """
+    return os.path.join(folder, f"{prefix}{threading.get_native_id()}.part")
 
 
 def write_atomically(path: str, data: bytes | bytearray | memoryview | Iterable[bytes],

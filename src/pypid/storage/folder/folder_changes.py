@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,7 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from pypid.core.dists.distribution import file_digests
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.base.disk import fsync_folder, remove_file
+from pypid.storage.base.disk import fsync_file, fsync_folder, remove_file, thread_temp_name
 from pypid.storage.base.interface import FileExists, FilenameDeleted, StorageError
 from pypid.storage.folder.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
 
@@ -55,8 +54,7 @@ class FolderChanges:
         try:
             final = sidecars.file_path(record.path)
             self._refuse_deleted(record.filename, final)
-            with open(temp_path, "rb+") as f:
-                os.fsync(f.fileno())
+            fsync_file(temp_path)
             try:
                 os.link(temp_path, final)
             except FileExistsError:
@@ -158,8 +156,7 @@ class FolderChanges:
         Make C{here} a hard link of C{there} through a renamed temporary link
         (a reader never sees it missing), or remove it when there is no C{there}.
         """
-        temp = os.path.join(self._sidecars.temp_dir,
-                            f"l{os.getpid()}-{threading.get_ident()}.part")
+        temp = thread_temp_name(self._sidecars.temp_dir, "l")
         remove_file(temp)
         try:
             os.link(there, temp)

@@ -516,8 +516,7 @@ class LocalJournal(_DayFiles):
     def _batch_lock(self) -> Iterator[None]:
         # (a batch's day is decided under the lock of the folder itself, or
         # one worker could append to a day another's next day links to)
-        os.makedirs(self.folder, exist_ok=True)
-        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        fd = _opened(self.folder, self.folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -526,8 +525,8 @@ class LocalJournal(_DayFiles):
 
     @contextmanager
     def _appending(self, name: str) -> Iterator[SegmentFile]:
-        os.makedirs(self.folder, exist_ok=True)
-        fd = os.open(self._shown(name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = _opened(self._shown(name), self.folder,
+                     os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield DiskSegment(fd)
@@ -556,3 +555,15 @@ class LocalJournal(_DayFiles):
 
     def _created(self) -> None:
         fsync_folder(self.folder)
+
+
+def _opened(path: str, folder: str, flags: int, mode: int = 0o777) -> int:
+    """
+    C{path} opened, its C{folder} made first where it is missing (a batch
+    looks for it once, not with three system calls before each open).
+    """
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return os.open(path, flags, mode)

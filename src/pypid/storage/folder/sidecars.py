@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.base.disk import remove_file
+from pypid.storage.base.disk import remove_file, thread_temp_name, write_file
 from pypid.storage.base.interface import StorageError
 
 META_DIR = ".pypid"
@@ -45,17 +45,13 @@ log = Logger(namespace="pypid.storage.sidecars")
 
 def _write_atomic(path: str, data: bytes, tmp_dir: str, durable: bool = True) -> None:
     """
-    Write C{data} to C{path} through a temporary file (named per process and
-    thread: unique enough, and cheaper than C{mkstemp}) and a rename; the
-    file is 0600 whatever the umask, as the packages and the snapshot are.
+    Write C{data} to C{path} through a temporary file (named per thread:
+    unique enough, and cheaper than C{mkstemp}) and a rename; the file is
+    0600 whatever the umask, as the packages and the snapshot are.
     """
-    tmp = os.path.join(tmp_dir, f"w{os.getpid()}-{threading.get_ident()}.part")
+    tmp = thread_temp_name(tmp_dir, "w")
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
+        write_file(tmp, data, durable)
         os.replace(tmp, path)
     except BaseException:
         remove_file(tmp)
