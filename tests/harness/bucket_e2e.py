@@ -192,8 +192,8 @@ class ShortLivedURLMixin:
         """
         pip installs, and a URL given before a quarantine still downloads;
         once their life is over, uv installs with new URLs, and the old ones
-        (the quarantined file's too) are refused. One wait for both: the
-        life is the test's longest step.
+        (the quarantined file's too) are refused where the store checks
+        signatures. One wait for both: the life is the test's longest step.
         """
         held = make_wheel("s3-held", "1.0")
         self.assertEqual(upload(self.daemon, *held).status, 200)

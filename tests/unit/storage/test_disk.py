@@ -37,19 +37,57 @@ class WriteFileTests(SynchronousTestCase):
         write_file(self.path, b"")
         self.assertEqual(os.path.getsize(self.path), 0)
 
-    def test_large(self) -> None:
-        """Data larger than one write of a pipe's or a socket's is written whole."""
-        data = os.urandom(3 << 20)
+    def test_short_writes(self) -> None:
+        """A write that takes only part of the bytes is followed by one of the rest."""
+        real = os.write
+        taken: list[int] = []
+
+        def short(fd: int, data: bytes) -> int:
+            taken.append(real(fd, bytes(data[:1000])))
+            return taken[-1]
+        self.patch(os, "write", short)
+        data = os.urandom(2500)
         write_file(self.path, data)
+        self.assertEqual(taken, [1000, 1000, 500])
         with open(self.path, "rb") as f:
             self.assertEqual(f.read(), data)
 
+    def test_fsync_only_when_durable(self) -> None:
+        """The descriptor is fsynced for a durable write, and only then."""
+        synced: list[int] = []
+        self.patch(os, "fsync", synced.append)
+        write_file(self.path, b"derived", durable=False)
+        self.assertEqual(synced, [])
+        write_file(self.path, b"kept")
+        self.assertEqual(len(synced), 1)
+
+    def test_closed_when_fsync_fails(self) -> None:
+        """A failing fsync is raised, and the descriptor is closed all the same."""
+        closed: list[int] = []
+        real = os.close
+
+        def close(fd: int) -> None:
+            closed.append(fd)
+            real(fd)
+
+        def fail(fd: int) -> None:
+            raise OSError(5, "Input/output error")
+        self.patch(os, "fsync", fail)
+        self.patch(os, "close", close)
+        with self.assertRaises(OSError):
+            write_file(self.path, b"data")
+        with self.assertRaises(OSError):
+            fsync_file(self.path)
+        self.assertEqual(len(closed), 2)
+
     def test_missing_folder(self) -> None:
         """A missing folder is the caller's error (L{FileNotFoundError}), nothing is made."""
+        gone = os.path.join(self.folder, "gone")
         with self.assertRaises(FileNotFoundError):
-            write_file(os.path.join(self.folder, "gone", "f"), b"data")
+            write_file(os.path.join(gone, "f"), b"data")
         with self.assertRaises(FileNotFoundError):
-            fsync_file(os.path.join(self.folder, "gone"))
+            fsync_file(gone)
+        self.assertFalse(os.path.exists(gone))
 
     def test_fsync_file_keeps_the_bytes(self) -> None:
         """L{fsync_file} changes nothing of what it makes durable."""
@@ -75,19 +113,26 @@ class ThreadTempNameTests(SynchronousTestCase):
         self.assertEqual(here, f"/spool/w{threading.get_native_id()}.part")
 
     def test_after_fork(self) -> None:
-        """A forked child's main thread is named by its own id, not its parent's."""
+        """
+        A forked child's main thread is named by its own id (on Linux, the
+        child's pid), not by the id its parent's thread asked before the fork.
+        """
+        thread_temp_name("/spool", "w")
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover (the child)
+            status = 1
             try:
                 os.write(write, thread_temp_name("/spool", "w").encode())
+                status = 0
             finally:
-                os._exit(0)
+                os._exit(status)
         os.close(write)
         try:
             child = os.read(read, 4096).decode()
         finally:
             os.close(read)
-            os.waitpid(pid, 0)
+            _, status = os.waitpid(pid, 0)
+        self.assertEqual(status, 0)
         self.assertEqual(child, f"/spool/w{pid}.part")
         self.assertNotEqual(child, thread_temp_name("/spool", "w"))

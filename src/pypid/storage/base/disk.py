@@ -58,21 +58,28 @@ def write_file(path: str, data: bytes, durable: bool = True) -> None:
 
 def fsync_file(path: str) -> None:
     """Make the bytes written to the file at C{path} durable (through a descriptor of its own)."""
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(path, os.O_RDWR)
+
+
+#: the forks this process came through, for L{thread_temp_name}: a child's
+#: threads take their ids anew
+_forks = [0]
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+_thread_ids = threading.local()
 
 
 def thread_temp_name(folder: str, prefix: str) -> str:
     """
     A temporary file's path in C{folder} that no other thread of any process
     uses at the same time: named by the thread's id in the kernel, asked
-    each time (a forked worker's main thread keeps its parent's in
-    C{Thread.native_id} until Python 3.12).
+    once a thread and again after a fork (C{gettid} is a system call; a
+    forked worker's main thread keeps its parent's in C{Thread.native_id}
+    until Python 3.12).
     """
-    return os.path.join(folder, f"{prefix}{threading.get_native_id()}.part")
+    known = getattr(_thread_ids, "known", None)
+    if known is None or known[0] != _forks[0]:
+        known = _thread_ids.known = (_forks[0], threading.get_native_id())
+    return os.path.join(folder, f"{prefix}{known[1]}.part")
 
 
 def write_atomically(path: str, data: bytes | bytearray | memoryview | Iterable[bytes],
@@ -139,7 +146,11 @@ def sweep_unlocked(folder: str, prefix: str) -> None:
 
 def fsync_folder(path: str) -> None:
     """Make a folder's entries durable: a rename survives a crash once its folder is synced."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: str, flags: int) -> None:
+    fd = os.open(path, flags | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
