@@ -115,7 +115,7 @@ class ThreadTempNameTests(SynchronousTestCase):
     def test_after_fork(self) -> None:
         """
         A forked child's main thread is named by its own id (on Linux, the
-        child's pid), not by the id its parent's thread asked before the fork.
+        child's pid), not by its parent's.
         """
         thread_temp_name("/spool", "w")
         read, write = os.pipe()

@@ -45,7 +45,7 @@ def write_file(path: str, data: bytes, durable: bool = True) -> None:
     a release of the GIL that a busy reactor makes the thread wait to take
     back).
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(data)
         while view:
@@ -61,25 +61,14 @@ def fsync_file(path: str) -> None:
     _fsync(path, os.O_RDWR)
 
 
-#: the forks this process came through, for L{thread_temp_name}: a child's
-#: threads take their ids anew
-_forks = [0]
-os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
-_thread_ids = threading.local()
-
-
 def thread_temp_name(folder: str, prefix: str) -> str:
     """
     A temporary file's path in C{folder} that no other thread of any process
-    uses at the same time: named by the thread's id in the kernel, asked
-    once a thread and again after a fork (C{gettid} is a system call; a
-    forked worker's main thread keeps its parent's in C{Thread.native_id}
-    until Python 3.12).
+    uses at the same time: named by the thread's id in the kernel (asked
+    each time: a forked worker's main thread keeps its parent's in
+    C{Thread.native_id} until Python 3.12).
     """
-    known = getattr(_thread_ids, "known", None)
-    if known is None or known[0] != _forks[0]:
-        known = _thread_ids.known = (_forks[0], threading.get_native_id())
-    return os.path.join(folder, f"{prefix}{known[1]}.part")
+    return os.path.join(folder, f"{prefix}{threading.get_native_id()}.part")
 
 
 def write_atomically(path: str, data: bytes | bytearray | memoryview | Iterable[bytes],
@@ -150,7 +139,7 @@ def fsync_folder(path: str) -> None:
 
 
 def _fsync(path: str, flags: int) -> None:
-    fd = os.open(path, flags | os.O_CLOEXEC)
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:

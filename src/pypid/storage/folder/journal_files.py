@@ -73,6 +73,12 @@ _T = TypeVar("_T")
 _FILE = re.compile(r"\A(\d{4}-\d{2}-\d{2})\.jsonl\Z")
 
 
+def _bounds(asked: Sequence[tuple[int, int, object]]) -> tuple[int, int]:
+    """The lowest serial asked after, and the furthest serial asked up to."""
+    return (min(serial for serial, _limit, _answer in asked),
+            max(serial + limit for serial, limit, _answer in asked))
+
+
 @attrs.define
 class _SharedRead:
     """
@@ -92,17 +98,13 @@ class _SharedRead:
         does not make them all read its way: it reads on its own).
         """
         asked = [*self.asked, (serial, limit, None)]
-        return self._span(asked) <= 2 * max(limit for _serial, limit, _answer in asked)
+        low, high = _bounds(asked)
+        return high - low <= 2 * max(limit for _serial, limit, _answer in asked)
 
     def span(self) -> tuple[int, int]:
         """The serial the read begins after, and how many entries it reads at most."""
-        low = min(serial for serial, _limit, _answer in self.asked)
-        return low, self._span(self.asked)
-
-    @staticmethod
-    def _span(asked: Sequence[tuple[int, int, object]]) -> int:
-        low = min(serial for serial, _limit, _answer in asked)
-        return max(serial + limit for serial, limit, _answer in asked) - low
+        low, high = _bounds(self.asked)
+        return low, high - low
 
     def answer(self, result: list[Entry] | Failure) -> None:
         """Give each reader what it asked for of what was read, or the failure."""
@@ -526,7 +528,7 @@ class LocalJournal(_DayFiles):
     @contextmanager
     def _appending(self, name: str) -> Iterator[SegmentFile]:
         fd = _opened(self._shown(name), self.folder,
-                     os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                     os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield DiskSegment(fd)
