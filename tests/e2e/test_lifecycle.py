@@ -257,7 +257,9 @@ class RestartTests(DaemonTestCase):
         daemon.start(port=daemon.port)
         self.assertIn(b"(from storage)", daemon.log_since_start())
         after = served()
-        self.assertEqual([key for key in before if before[key] != after[key]], [])
+        # (each page that differs, both bodies: the failure says how)
+        self.assertEqual({key: (before[key], after[key]) for key in before
+                          if before[key] != after[key]}, {})
 
     def test_rebuild_keeps_deleted_names(self):
         """A deleted filename stays deleted (410, no re-upload) after a rebuild from storage alone."""
