@@ -10,6 +10,7 @@ Checked by reading the source, so a new module that breaks a rule fails here.
 """
 
 import ast
+import functools
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -48,16 +49,23 @@ LAYERS = {
 ALLOWED: set[tuple[str, str]] = set()
 
 
+@functools.cache
 def modules():
-    """C{(module name, path, syntax tree)} of every module of pypid."""
+    """
+    C{(module name, path, syntax tree)} of every module of pypid, parsed
+    once for this process's tests (a parse of them all takes about a
+    second; the tests read the trees and change none).
+    """
     root = os.path.join(SOURCE, "pypid")
+    found = []
     for folder, _, files in os.walk(root):
         for name in sorted(files):
             if name.endswith(".py"):
                 path = os.path.join(folder, name)
                 module = os.path.relpath(path, SOURCE)[:-3].replace(os.sep, ".")
                 with open(path, encoding="utf-8") as f:
-                    yield module.removesuffix(".__init__"), path, ast.parse(f.read())
+                    found.append((module.removesuffix(".__init__"), path, ast.parse(f.read())))
+    return tuple(found)
 
 
 def imported(tree):
