@@ -483,6 +483,20 @@ class WorkerRestartTests(DaemonTestCase):
     def prepare(self, daemon):
         wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
 
+    @property
+    def daemon(self):
+        """
+        A machine of this test's own, not the class's: the supervisor backs
+        off a worker that ends within a minute of its start (1, 2, 4 ... 30 s,
+        as a crash loop should be), so on a shared machine each test's kills
+        made the next test's restart wait longer (30 s by the last).
+        """
+        own = getattr(self, "_own", None)
+        if own is None:
+            own = self._own = self.new_daemon(settings=self.settings, users=self.users)
+            self.prepare(own)
+        return own
+
     def test_kill_a_worker(self):
         """
         A worker killed with C{kill -9} while uploads go on: the supervisor
