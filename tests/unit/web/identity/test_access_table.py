@@ -114,6 +114,18 @@ def basic(user, password=PASSWORD):
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
 
 
+def may_have_changed(method, code, who):
+    """
+    Whether a cell's request may have changed the server, which is then
+    built again for the next cell (none sees another's change): a change
+    let through (an answer below 400), or any change asked with a wrong
+    password (a refusal the login throttle counts). A refused change
+    changes nothing; were that not so, the next cell's answer would
+    differ from its table's.
+    """
+    return method != "GET" and (code < 400 or who == "wrong")
+
+
 class AccessTableTests(SynchronousTestCase):
     """Each cell of L{TABLE}, asked of the real site (in memory)."""
 
@@ -221,13 +233,7 @@ class AccessTableTests(SynchronousTestCase):
         C{[(method, path, project, codes)]}: every row's concrete requests,
         with the status each identity got.
 
-        Each cell is asked of a server as it was set up: none sees another's
-        change. A server is built again only after a request that may have
-        changed it: a change that was let through (an answer below 400), or
-        any change asked with a wrong password (a refusal that counts
-        towards the login throttle). A refused change changes nothing, so
-        the next cell reads the same server; were that not so, its answer
-        would differ from the table's.
+        Each cell is asked of a server as it was set up (L{may_have_changed}).
         """
         self.build(read)
         changed = False
@@ -246,7 +252,7 @@ class AccessTableTests(SynchronousTestCase):
                     else:
                         code = self.request(method, path, self.auth[who])
                     codes.append(code)
-                    changed = method != "GET" and (code < 400 or who == "wrong")
+                    changed = may_have_changed(method, code, who)
                 found.append((method, template, project, tuple(codes)))
         return found
 
@@ -485,8 +491,6 @@ class IndexAccessTableTests(SynchronousTestCase):
                     path = template.format(i=index, p=project, f=filename_of(project))
                     cells = {}
                     for who in INDEX_IDENTITIES:
-                        # (built again only after a change that may have
-                        # changed it, as AccessTableTests.matrix says)
                         if changed:
                             server, auth = self.build(read)
                         if method == "POST" and template.endswith(("/{i}/", "legacy", "legacy/")):
@@ -494,7 +498,7 @@ class IndexAccessTableTests(SynchronousTestCase):
                         else:
                             answer = server.request(method, path, auth[who])
                         cells[who] = same(answer)
-                        changed = method != "GET" and (answer[0] < 400 or who == "wrong")
+                        changed = may_have_changed(method, answer[0], who)
                     found[(method, template, index, project)] = cells
         return found
 
