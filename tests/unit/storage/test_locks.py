@@ -58,8 +58,15 @@ class KeyedLockTests(SynchronousTestCase):
         clock.advance(5)
         done = ensureDeferred(locks.run("k", self.job("a", gate)))
         clock.advance(5)
-        ensureDeferred(locks.run("k2", self.job("b", Deferred())))
+        # Both held here: a coroutine parked on a Deferred nobody else
+        # refers to is garbage, and the collector closing it ran its
+        # finally (CI once saw oldest() None).
+        other = Deferred()
+        waiting = ensureDeferred(locks.run("k2", self.job("b", other)))
         self.assertEqual(locks.oldest(), 5)
         gate.callback(None)
         self.successResultOf(done)
         self.assertEqual(locks.oldest(), 10)
+        other.callback(None)
+        self.successResultOf(waiting)
+        self.assertIsNone(locks.oldest())
