@@ -83,7 +83,7 @@ from pypid.core.records.usage import MAX_PER_ADDRESS, day_of
 from pypid.core.records.webhook_events import events_of
 from pypid.core.security.advisories import Advisory, AdvisoryBoard, AdvisoryDB
 from pypid.core.security.affected_releases import Affected
-from pypid.machine.topics import LONE, Hub
+from pypid.machine.topics import LONE, Hub, Topic
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.base.journal import BEGINNING
 from pypid.storage.factory import Sharing
@@ -521,9 +521,13 @@ class IndexMachine(RuleBasedStateMachine):
         site): a server of one process, or (given C{hub}) one worker of
         a machine.
         """
+        # (one journal for the server, its storages' and its audit trail's,
+        # whose writes ring the other workers' doorbell, as the daemon wires it)
+        journal = self.journal()
+        journal.listen(lambda entries: hub.publish(Topic.JOURNAL))
         self.registry = IndexRegistry.from_config(config, run_now, self.clock,
                                                   upstream=upstream(hub), board=self.board,
-                                                  sharing=Sharing(hub=hub))
+                                                  sharing=Sharing(journal=journal, hub=hub))
         self.proxy = self.registry.default.upstream
         for stack in self.registry.stacks.values():
             stack.storage.startService()
@@ -531,7 +535,7 @@ class IndexMachine(RuleBasedStateMachine):
         web = build_web(index_materials(self.registry), access, run_now, self.clock,
                         SiteSettings(max_upload_size=10 << 20),
                         SiteServices(upstream=self.proxy,
-                                     audit=AuditTrail(self.journal(), self.clock),
+                                     audit=AuditTrail(journal, self.clock),
                                      registry=self.registry, hub=hub))
         self.treq = site_treq(web.site)
         self.site = web.site
@@ -1236,8 +1240,9 @@ class MachineOfTwo(IndexMachine):
     The same steps on a machine of two workers over the same folders
     (issue 70): their registries on one ring, each request to the other
     worker than the one before (an upload's page and files are asked of
-    the worker that did not take it), each worker catching up as its
-    channel makes it before each request; their upstream's cache shared
+    the worker that did not take it), each worker catching up before a
+    request only when the doorbell rang (its journal's writes ring it, as
+    the daemon wires it); their upstream's cache shared
     as a machine's is (a page one fetched, the other serves); after every
     step, every invariant holds for each worker alike.
     """
@@ -1269,7 +1274,6 @@ class MachineOfTwo(IndexMachine):
         the snapshot the first saved (C{saved}), or from the folder; the
         first hears of its end. The new one answers as both did.
         """
-        from pypid.machine.topics import Topic
         if saved:
             for stack in self.workers[0][0].stacks.values():
                 assert stack.writer.save_if_changed().called
@@ -1296,8 +1300,10 @@ class MachineOfTwo(IndexMachine):
     def use(self, worker):
         """Ask C{worker} from now on: its registry, proxy and site, caught up."""
         self.registry, self.proxy, self.treq, site = self.workers[worker]
-        caught = site.catch_up.caught_up()
-        assert caught.called, "the worker did not catch up at once"
+        # (as a worker's connections do: a look only when the doorbell rang)
+        if site.catch_up.behind():
+            caught = site.catch_up.caught_up()
+            assert caught.called, "the worker did not catch up at once"
 
     def request(self, method, path, headers=None, data=None, auth=None):
         worker = self.pinned if self.pinned is not None else self.turn
