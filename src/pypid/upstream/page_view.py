@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.variant_files import with_variant_files
-from pypid.core.dists.version_order import version_key
+from pypid.core.dists.version_order import page_order
 from pypid.core.indexes import render
 from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
 from pypid.core.indexes.namespace_api import served
@@ -203,7 +203,8 @@ class PageView:
         if kind == HTML:
             body = render.project_html(project, shown, status, provenance_url)
         else:
-            versions = sorted({f.version for f, _ in shown}, key=version_key)
+            # (the files in version order, as L{_shown} sorts them)
+            versions = list(dict.fromkeys(f.version for f, _ in shown))
             # (at the API version of the index's own pages: 1.5 while a
             # namespace is in use, the project then in none, since a
             # reserved namespace is never asked upstream; else 1.4)
@@ -240,7 +241,7 @@ class PageView:
                      "{min_age:g} s ago (min_age): {names}", files=counted(len(hidden), "file"),
                      project=page.project, min_age=self._policy.min_age,
                      names=" ".join(f.filename for f in hidden))
-        ordered = sorted(kept, key=lambda f: (version_key(f.version), f.filename))
+        ordered = page_order(kept)
         return {f.filename: self._as_kept(f) for f in ordered}
 
     def _withholds(self, page: UpstreamPage) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar, overload
 
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
@@ -21,6 +22,46 @@ def version_key(version: str) -> tuple[int, Version | None, str]:
         return (1, Version(version), version)
     except InvalidVersion:
         return (0, None, version)
+
+
+class _Listed(Protocol):
+    """What a page lists: a file of a version."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def filename(self) -> str: ...
+
+
+_L = TypeVar("_L", bound=_Listed)
+_T = TypeVar("_T")
+
+
+@overload
+def page_order(items: Iterable[_L]) -> list[_L]: ...
+@overload
+def page_order(items: Iterable[_T], file: Callable[[_T], _Listed]) -> list[_T]: ...
+
+
+def page_order(items: Iterable[Any], file: Callable[[Any], _Listed] | None = None) -> list[Any]:
+    """
+    C{items} in the order pages list files: by version (L{version_key}),
+    then filename; each distinct version parsed once, not once a file
+    (an upstream page of thousands of wheels has a few hundred versions).
+
+    @param file: where an item holds its file (items are files without it).
+    """
+    keys: dict[str, tuple[int, Version | None, str]] = {}
+
+    def key(item: Any) -> tuple[tuple[int, Version | None, str], str]:
+        f = item if file is None else file(item)
+        version = f.version
+        found = keys.get(version)
+        if found is None:
+            found = keys[version] = version_key(version)
+        return found, f.filename
+    return sorted(items, key=key)
 
 
 def is_prerelease(version: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pypid.core.dists.metadata import parse_metadata
 from pypid.core.dists.model import FileRecord
-from pypid.core.dists.version_order import choose_latest, version_key
+from pypid.core.dists.version_order import choose_latest, page_order
 from pypid.core.indexes import render
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import LegacyFile
@@ -35,7 +35,7 @@ def listed_releases(files: Iterable[LegacyFile], file_url: Callable[[Any], str]
                     ) -> dict[str, list[tuple[LegacyFile, str]]]:
     """The files a page lists by version, in the pages' order, each with its link."""
     found: dict[str, list[tuple[LegacyFile, str]]] = {}
-    for f in sorted(files, key=lambda f: (version_key(f.version), f.filename)):
+    for f in page_order(files):
         found.setdefault(f.version, []).append((f, file_url(f)))
     return found
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
+from operator import itemgetter
 from typing import Protocol
 
 import attrs
 
 from pypid.core.dists.names import filename_key, normalize
-from pypid.core.dists.version_order import is_prerelease, version_key
+from pypid.core.dists.version_order import is_prerelease, page_order
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
@@ -284,7 +285,10 @@ class _Gathering:
                 due = f.upload_time + filters.min_age
                 recheck_at = due if recheck_at is None else min(recheck_at, due)
         self.recheck_at = recheck_at
-        files.sort(key=lambda pair: (version_key(pair[0].version), pair[0].filename))
+        # (each source's files come in this order already: a page of one
+        # source's, the usual view of one upstream, parses no version again)
+        if sum(1 for _, _, given in self.counts if given) > 1:
+            files[:] = page_order(files, itemgetter(0))
 
 
 def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: float,

@@ -19,7 +19,7 @@ import attrs
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key, filename_key
-from pypid.core.dists.version_order import choose_latest, version_key
+from pypid.core.dists.version_order import choose_latest, page_order, version_key
 from pypid.core.indexes.pending import project_of
 
 #: the deleted filenames of a project that has none: one empty set shared
@@ -97,7 +97,7 @@ class Project:
 
     def sorted_files(self) -> list[FileRecord]:
         """The files in the order the pages list them: by version, then name."""
-        return sorted(self.files.values(), key=lambda r: (version_key(r.version), r.filename))
+        return page_order(self.files.values())
 
     def versions(self) -> list[str]:
         """Every version that has a file, oldest first."""

@@ -4,14 +4,26 @@ tombstones, and the pages it keeps rendered.
 """
 
 import json
+from operator import itemgetter
 
+import attrs
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.dists.version_order import latest_per_project, version_key
+from pypid.core.dists.version_order import latest_per_project, page_order, version_key
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import HTML, JSON
 from tests.harness.records import LaterRecords, file_url, make_record
+
+
+@attrs.frozen
+class _Listed:
+    """A file a page lists."""
+
+    version: str
+    filename: str
 
 
 class IndexChangeTests(SynchronousTestCase):
@@ -175,6 +187,22 @@ class VersionTests(SynchronousTestCase):
         """Invalid versions sort before valid ones, by text."""
         self.assertEqual(sorted(["2.0", "zzz", "1.0", "aaa"], key=version_key),
                          ["aaa", "zzz", "1.0", "2.0"])
+
+    @given(st.lists(st.tuples(
+        st.sampled_from(["1.0", "1.0.0", "1!0.1", "2.0rc1", "2.0", "1.10", "1.9", "bad",
+                         "Bad", "1.0+local", "1.0.post1", "1.0.dev3"]),
+        st.sampled_from(["a.whl", "b.tar.gz", "c.zip"]))))
+    def test_page_order(self, pairs):
+        """
+        L{page_order} orders files as sorting each by C{(version_key, filename)}
+        does, a file or a pair holding one alike, whatever the versions
+        (equal ones spelt two ways, invalid ones, epochs).
+        """
+        files = [_Listed(version, filename) for version, filename in pairs]
+        expected = sorted(files, key=lambda f: (version_key(f.version), f.filename))
+        self.assertEqual(page_order(files), expected)
+        self.assertEqual([f for f, _ in page_order([(f, "x") for f in files], itemgetter(0))],
+                         expected)
 
     def test_sorted_files(self):
         """Files are listed by version, then filename."""
