@@ -24,7 +24,7 @@ def version_key(version: str) -> tuple[int, Version | None, str]:
         return (0, None, version)
 
 
-class _Listed(Protocol):
+class _VersionedFile(Protocol):
     """What a page lists: a file of a version."""
 
     @property
@@ -34,17 +34,18 @@ class _Listed(Protocol):
     def filename(self) -> str: ...
 
 
-_L = TypeVar("_L", bound=_Listed)
+_F = TypeVar("_F", bound=_VersionedFile)
 _T = TypeVar("_T")
 
 
 @overload
-def page_order(items: Iterable[_L]) -> list[_L]: ...
+def page_order(items: Iterable[_F]) -> list[_F]: ...
 @overload
-def page_order(items: Iterable[_T], file: Callable[[_T], _Listed]) -> list[_T]: ...
+def page_order(items: Iterable[_T], file: Callable[[_T], _VersionedFile]) -> list[_T]: ...
 
 
-def page_order(items: Iterable[Any], file: Callable[[Any], _Listed] | None = None) -> list[Any]:
+def page_order(items: Iterable[Any],
+               file: Callable[[Any], _VersionedFile] | None = None) -> list[Any]:
     """
     C{items} in the order pages list files: by version (L{version_key}),
     then filename; each distinct version parsed once, not once a file
