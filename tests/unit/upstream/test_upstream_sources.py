@@ -360,6 +360,26 @@ class SourceSideTests(SynchronousTestCase):
         self.assertEqual(composition.delegate.name, "upstream:a")
         self.assertIn(WHEEL.encode(), self.side.page("widget", HTML).body)
 
+    def test_page_order(self):
+        """
+        A page listing its files out of order is composed and served in
+        version order, then by filename; its JSON page announces the
+        versions in that order (read off the ordered files, not sorted again).
+        """
+        listed = ["widget-2.0-py3-none-any.whl", "widget-1.10.tar.gz",
+                  "widget-1.9-py3-none-any.whl", "widget-1.10-py3-none-any.whl",
+                  "widget-1.0.0-py3-none-any.whl", "widget-1.0.tar.gz"]
+        self.origins.route(INDEX_A + "widget/", page(
+            "widget", [(name, f"http://{ORIGIN_A}/f/{name}", BYTES_A) for name in listed]))
+        self.cache()
+        ordered = ["widget-1.0.tar.gz", "widget-1.0.0-py3-none-any.whl",
+                   "widget-1.9-py3-none-any.whl", "widget-1.10-py3-none-any.whl",
+                   "widget-1.10.tar.gz", "widget-2.0-py3-none-any.whl"]
+        self.assertEqual([f.filename for f, _ in self.compose().files], ordered)
+        served = json.loads(self.side.page("widget", JSON).body)
+        self.assertEqual([f["filename"] for f in served["files"]], ordered)
+        self.assertEqual(served["versions"], ["1.0", "1.0.0", "1.9", "1.10", "2.0"])
+
     def test_hosted_in_chain_blocks(self):
         """A project hosted in an earlier source gets no upstream file (no merge)."""
         self.cache()
