@@ -77,7 +77,7 @@ class Cluster:
         self.bucket = self.store.new_bucket()
         # (SeaweedFS makes a bucket's volumes at its first write, which took
         # over the servers' 3 s timeout once: done here, before they start)
-        client = s3server._botocore_client(self.store.endpoint)
+        client = s3server.botocore_client(endpoint_url=self.store.endpoint)
         client.put_object(Bucket=self.bucket, Key="warm-up", Body=b"x")
         client.delete_object(Bucket=self.bucket, Key="warm-up")
         host, port = self.store.endpoint.rsplit("//", 1)[1].split(":")
@@ -98,7 +98,7 @@ class Cluster:
 
     def objects(self):
         """The keys of the bucket."""
-        client = s3server._botocore_client(self.store.endpoint)
+        client = s3server.botocore_client(endpoint_url=self.store.endpoint)
         keys, token = set(), None
         while True:
             args = {"Bucket": self.bucket}

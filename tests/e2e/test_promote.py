@@ -163,13 +163,7 @@ class PromoteOnS3Tests(DaemonTestCase):
 
     def store(self):
         """A blocking botocore client of this test's store, for set-up and checks."""
-        import botocore.config
-        import botocore.session
-        return botocore.session.Session().create_client(
-            "s3", region_name=s3server.REGION, endpoint_url=self.endpoint,
-            aws_access_key_id=s3server.ACCESS_KEY, aws_secret_access_key=s3server.SECRET_KEY,
-            config=botocore.config.Config(s3={"addressing_style": "path"},
-                                          retries={"max_attempts": 1}))
+        return s3server.botocore_client(endpoint_url=self.endpoint)
 
     def objects(self, prefix):
         """The keys (relative to C{prefix}) of the objects under it, but its bookkeeping."""

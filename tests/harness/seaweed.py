@@ -156,15 +156,10 @@ class SeaweedServer:
 
     def _write_once(self):
         """Put and delete one object in the readiness bucket, signed."""
-        import botocore.config
-        import botocore.session
+        from tests.harness.s3server import botocore_client
         access, secret = self._keys[0]
-        client = botocore.session.Session().create_client(
-            "s3", region_name="us-east-1", endpoint_url=self.endpoint,
-            aws_access_key_id=access, aws_secret_access_key=secret,
-            config=botocore.config.Config(s3={"addressing_style": "path"},
-                                          retries={"max_attempts": 1},
-                                          connect_timeout=2, read_timeout=10))
+        client = botocore_client(endpoint_url=self.endpoint, access_key=access,
+                                 secret_key=secret, connect_timeout=2, read_timeout=10)
         try:
             client.create_bucket(Bucket="pypid-ready")
         except client.exceptions.BucketAlreadyOwnedByYou:

@@ -784,10 +784,7 @@ class SignatureTests(S3Case):
 
 
 def _iam_client():
-    import botocore.session
-    return botocore.session.Session().create_client(
-        "iam", region_name=s3server.REGION, endpoint_url=s3server.endpoint(),
-        aws_access_key_id=s3server.ACCESS_KEY, aws_secret_access_key=s3server.SECRET_KEY)
+    return s3server.botocore_client("iam")
 
 
 class SeaweedContractTests(S3ContractTests):
