@@ -10,14 +10,12 @@ Checked by reading the source, so a new module that breaks a rule fails here.
 """
 
 import ast
-import functools
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import CHECKOUT
-
-SOURCE = os.path.join(CHECKOUT, "src")
+from tests.harness.source_trees import SOURCE, nodes, source_modules
 
 #: Each package of pypid by its layer: a module may import its own package
 #: and those of lower layers only.
@@ -49,28 +47,14 @@ LAYERS = {
 ALLOWED: set[tuple[str, str]] = set()
 
 
-@functools.cache
 def modules():
-    """
-    C{(module name, path, syntax tree)} of every module of pypid, parsed
-    once for this process's tests (a parse of them all takes about a
-    second; the tests read the trees and change none).
-    """
-    root = os.path.join(SOURCE, "pypid")
-    found = []
-    for folder, _, files in os.walk(root):
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                module = os.path.relpath(path, SOURCE)[:-3].replace(os.sep, ".")
-                with open(path, encoding="utf-8") as f:
-                    found.append((module.removesuffix(".__init__"), path, ast.parse(f.read())))
-    return tuple(found)
+    """C{(module name, path, syntax tree)} of every module of pypid, parsed once a process."""
+    return tuple((module.dotted, module.path, module.tree) for module in source_modules())
 
 
 def imported(tree):
     """The absolute names of the modules a syntax tree imports."""
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             yield node.module
         elif isinstance(node, ast.Import):
@@ -214,7 +198,7 @@ class LayerTests(SynchronousTestCase):
         for module, _, tree in modules():
             if module.startswith("pypid.jobs"):
                 continue
-            for node in ast.walk(tree):
+            for node in nodes(tree):
                 if isinstance(node, ast.ImportFrom) and node.module in (
                         "twisted.internet.task", "twisted.application.internet"):
                     wrong += [f"{module} imports {alias.name}" for alias in node.names
@@ -258,7 +242,7 @@ def decisions(tree):
     assert "may_enter" in rules
     tokens, policy = "pypid.auth.tokens", "pypid.auth.policy"
     publishers = "pypid.auth.publisher_tokens"
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
@@ -299,7 +283,7 @@ def readers_made(tree):
     (L{LayerTests.test_readers_made_by_the_gates}): every C{reader} or
     C{reader_of} call but C{reader(request)}.
     """
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
@@ -364,7 +348,7 @@ def imported_modules(module, tree, is_package=False):
     absolute, and C{from package import name} as C{package.name}.
     """
     package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
@@ -501,7 +485,7 @@ def ring_uses(module, tree):
     one of L{RING_HOLDERS}: the name C{ChangeRing}, and an announcement
     made on a ring (C{ring.announce(...)}) outside C{pypid.machine}.
     """
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if module not in RING_HOLDERS and (
                 (isinstance(node, ast.alias) and node.name.split(".")[-1] == "ChangeRing")
                 or (isinstance(node, ast.Name) and node.id == "ChangeRing")
@@ -569,7 +553,7 @@ class CompositionTests(SynchronousTestCase):
         for module, path, tree in modules():
             if module != "pypid.tap" and not module.startswith("pypid.daemon"):
                 continue
-            for node in ast.walk(tree):
+            for node in nodes(tree):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
                         node.func.id == "hasattr"
                         or (node.func.id == "getattr" and len(node.args) == 3)):
@@ -619,7 +603,7 @@ class NameTests(SynchronousTestCase):
         """No two classes of pypid share a name."""
         seen = {}
         for module, _, tree in modules():
-            for node in ast.walk(tree):
+            for node in nodes(tree):
                 if isinstance(node, ast.ClassDef):
                     seen.setdefault(node.name, []).append(module)
         self.assertEqual({name: found for name, found in seen.items() if len(found) > 1}, {})
@@ -632,7 +616,7 @@ class PackagingTests(SynchronousTestCase):
         """The packages setup.py lists are exactly the folders of src/pypid with an __init__.py."""
         with open(os.path.join(os.path.dirname(SOURCE), "setup.py"), encoding="utf-8") as f:
             tree = ast.parse(f.read())
-        [listed] = [keyword.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+        [listed] = [keyword.value for node in nodes(tree) if isinstance(node, ast.Call)
                     for keyword in node.keywords if keyword.arg == "packages"]
         listed = {element.value for element in listed.elts}
         found = {os.path.relpath(folder, SOURCE).replace(os.sep, ".")
@@ -649,13 +633,26 @@ def _is_test_module(module):
     return module.startswith("tests.") and module.rsplit(".", 1)[-1].startswith("test_")
 
 
+def _statements(node):
+    """
+    Every statement in C{node}, in functions, classes and blocks too: an
+    import is a statement, so the expressions, most of a tree, are not
+    walked (each test file is parsed anew, not kept: see L{nodes}).
+    """
+    for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+        for child in getattr(node, field, ()):
+            if isinstance(child, ast.stmt):
+                yield child
+            yield from _statements(child)
+
+
 def test_modules_imported(tree, package="tests"):
     """
     The test modules (C{tests...test_*}) a syntax tree of a module of
     C{tests/} imports; C{package} is the module's own package, for relative
     imports.
     """
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package

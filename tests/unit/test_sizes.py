@@ -23,9 +23,7 @@ from functools import cache
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests import CHECKOUT
-
-SOURCE = os.path.join(CHECKOUT, "src")
+from tests.harness.source_trees import SOURCE, nodes, source_modules
 
 MODULE_LINES = 600
 CLASS_LINES = 400
@@ -58,16 +56,9 @@ TRACKER_REFERENCES: dict[str, tuple[int, str]] = {}
 
 
 def _modules():
-    """C{(path under src/, dotted name, syntax tree)} of every module of pypid."""
-    for folder, _, files in os.walk(os.path.join(SOURCE, "pypid")):
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                relative = os.path.relpath(path, SOURCE)
-                dotted = relative[:-3].replace(os.sep, ".").removesuffix(".__init__")
-                with open(path, encoding="utf-8") as f:
-                    text = f.read()
-                yield relative.replace(os.sep, "/"), dotted, text, ast.parse(text)
+    """C{(path under src/, dotted name, text, syntax tree)} of every module of pypid."""
+    return [(module.relative, module.dotted, module.text, module.tree)
+            for module in source_modules()]
 
 
 def _parameters(node):
@@ -88,7 +79,7 @@ def measure():
         lines = text.count("\n")
         if lines > MODULE_LINES:
             over[("module", path)] = lines
-        for node in ast.walk(tree):
+        for node in nodes(tree):
             size = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
             if isinstance(node, ast.ClassDef) and size > CLASS_LINES:
                 over[("class", f"{path}:{node.name}")] = size
@@ -140,7 +131,7 @@ def cycles():
     graph = {}
     for dotted, tree in modules.items():
         edges = set()
-        for node in ast.walk(tree):
+        for node in nodes(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pypid"):
                 for alias in node.names:
                     child = f"{node.module}.{alias.name}"
