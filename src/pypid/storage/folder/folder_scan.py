@@ -29,12 +29,18 @@ log = Logger(namespace="pypid.storage.folder_scan")
 #: Linux's C{CLOCK_REALTIME_COARSE} (C{time} does not name it).
 _CLOCK_REALTIME_COARSE = 5
 
-#: How much earlier than the snapshot's time a folder's change time may be
-#: and still count as after it: one tick of the kernel's coarse clock (up to
-#: 10 ms behind C{time.time()}), or a file linked in just after the snapshot
-#: could be missed. (Whole-second filesystems such as FAT are not supported.)
-CHANGE_TIME_MARGIN = (time.clock_getres(_CLOCK_REALTIME_COARSE)
-                      if sys.platform == "linux" else 0.01)
+#: How much earlier than the snapshot's time a change time may be and still
+#: count as after it. The kernel stamps files by its coarse clock, a tick
+#: (1 to 10 ms) behind C{time.time()} when ticks come on time; on a busy
+#: virtual machine they come late: a yank's record written 5 to 9 ms after
+#: a snapshot's time was stamped 4.6 ms before it (both cores under
+#: stress-ng, 4 ms ticks), was taken as older than the snapshot, and the
+#: acknowledged yank was lost at the start after a kill -9. A second of
+#: margin costs a check the records changed in the second before the
+#: snapshot, read again. (Whole-second filesystems such as FAT are not
+#: supported.)
+CHANGE_TIME_MARGIN = max(1.0, time.clock_getres(_CLOCK_REALTIME_COARSE)
+                         if sys.platform == "linux" else 0.01)
 
 
 @attrs.define(eq=False)
