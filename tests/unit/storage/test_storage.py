@@ -697,9 +697,9 @@ class LocalStorageSnapshotTrustTests(SynchronousTestCase):
         was lost at the next start).
         """
         self.assertGreaterEqual(folder_scan.CHANGE_TIME_MARGIN, 1.0)
-        written = time.time()  # (every write of the set-up stamped before it)
+        # (dated by the record's own stamp, not by how fast the set-up ran)
+        since = os.stat(self.storage._sidecars.record_path(self.record.filename)).st_ctime + 0.5
         time.sleep(0.6)  # (a snapshot dated later than the scan is not trusted at all)
-        since = written + 0.5
         self.assertIsNone(self.scan(since).records[self.record.filename].yanked)
 
     def after_writes(self):
