@@ -9,9 +9,11 @@ configuration from a mounted file or from the environment alone; and it
 serves HTTPS with a mounted certificate that C{SIGHUP} reloads.
 
 The image is built once for the run (L{tests.harness.image}: on a base made
-from Debian's packages, kept between runs on one machine; with C{trial
--j}, by the first worker that needs it, see L{tests.harness.image.RunImage}),
-and removed after the last test.
+from Debian's packages, kept between runs on one machine), in the
+background from the moment trial loads this module, so that no worker of
+C{trial -j} waits for it while the other builds it
+(L{tests.harness.image.build_in_background}), and removed after the last
+test.
 """
 
 import json
@@ -29,12 +31,14 @@ from pypid.auth.hashes import hash_password
 from tests import CHECKOUT
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import Clients, free_port, http, installed, write_files
-from tests.harness.image import Podman, RunImage
+from tests.harness.image import Podman, RunImage, build_in_background
 from tests.harness.shared import class_shared
 from tests.harness.tlsca import TestCA, serial_of
 
 USER, PASSWORD = "admin", "container-pw"
 WHEEL = make_wheel("boxed-app", "1.0")
+
+build_in_background()
 
 #: Seconds a container may take to answer its health check.
 HEALTHY_WITHIN = 90

@@ -27,6 +27,7 @@ user's or the machine's):
     no systemd to manage cgroups or to take the events.
 """
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -237,23 +238,142 @@ class Image:
         """Take the image out of Podman's store (the base stays)."""
         self.podman("rmi", "--force", self.tag, check=False)
 
+    def summary(self, base, by):
+        """One line of what was built, how long it took, and C{by} whom."""
+        return (f"pypid image: {self.size / 1e6:.0f} MB, built {by}; base "
+                f"{'built' if base.cold else 'reused'} in {base.seconds:.1f} s; "
+                f"image built in {self.seconds:.1f} s")
+
+
+def _started(pid):
+    """When process C{pid} started (clock ticks since boot, from C{/proc}), or C{"0"}."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def run_owner():
+    """
+    The process that holds this trial run's lock: the one that runs the
+    tests without C{-j}, their parent with it (trial's C{.lock} names it);
+    this process when no run is under way yet (trial loads the tests
+    before it makes the run's folder).
+    """
+    try:
+        return int(os.readlink(run_folder() + ".lock"))
+    except (OSError, ValueError):
+        return os.getpid()
+
+
+def run_key(owner):
+    """
+    The name of the image of the run C{owner} holds, and of its lock: the
+    owner's pid and start time, so that neither another run nor a later
+    one with the same pid takes it for its own.
+    """
+    return f"{owner}-{_started(owner)}"
+
+
+def _lock_path(key):
+    """The lock file of a run's image (outside the run's folder, which trial empties)."""
+    return os.path.join(tempfile.gettempdir(), f"pypid-test-image-{key}.lock")
+
+
+def _forget_ended_runs():
+    """Remove the lock files (and logs) of the runs whose owner no longer runs."""
+    folder = tempfile.gettempdir()
+    for name in os.listdir(folder):
+        if name.startswith("pypid-test-image-") and ".lock" in name:
+            owner, _, started = name[len("pypid-test-image-"):].partition(".lock")[0] \
+                .partition("-")
+            if owner.isdigit() and _started(int(owner)) != started:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, name))
+
+
+def _in_run():
+    """Whether this process works in a trial run's folder (a test, not the loader)."""
+    here = os.path.abspath(os.getcwd())
+    return any(os.path.lexists(folder + ".lock") for folder in (here, os.path.dirname(here)))
+
+
+def build_in_background():
+    """
+    Start building the run's image at once, in a process of its own, when
+    trial loads the image tests: with C{-j 2}, the first image test then
+    finds it built (or waits for less), where one worker used to build it
+    (about 2 minutes on a fresh machine) while the other, given the next
+    image test, waited for it doing nothing. The builder holds the run's
+    lock exclusively from before this returns until it is done, as a test
+    that builds does (L{RunImage.hold}); a builder that fails leaves no
+    image, and the first test builds it again and says why it fails.
+
+    Only trial's loading process starts one (not a worker, not a test run
+    already under way, not an import by anything but trial).
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    by_trial = (getattr(spec, "name", "") in ("twisted.trial", "twisted.trial.__main__")
+                or os.path.basename(sys.argv[0] if sys.argv else "") == "trial")
+    if not by_trial or _in_run():
+        return
+    _forget_ended_runs()
+    builder = subprocess.Popen(
+        [sys.executable, "-m", "tests.harness.image", str(os.getpid())], cwd=CHECKOUT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    # (its lock taken before any test can look for the image)
+    builder.stdout.readline()
+    builder.stdout.close()
+
+
+def _build_for(owner):
+    """
+    The background builder's work (L{build_in_background}): the image of
+    the run C{owner} holds, under its exclusive lock; what it did, in a
+    log beside the lock that the first test to use the image repeats.
+    """
+    key = run_key(owner)
+    lock_path = _lock_path(key)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        folder = tempfile.mkdtemp(prefix="pypid-test-image-")
+        try:
+            podman = Podman(folder)
+            base = BaseImage(podman)
+            image = Image(podman, base, folder, tag=f"localhost/pypid-test:{key}")
+        except BaseException as e:
+            message = f"the build in the background failed: {e!r}"[:2000]
+        else:
+            message = image.summary(base, "in the background")
+            if _started(owner) != key.split("-", 1)[1]:
+                # (the run ended meanwhile: no test will remove it)
+                image.remove()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        with open(lock_path + ".log", "w") as f:
+            f.write(message)
+
 
 class RunImage:
     """
     pypid's image shared by the processes of one trial run (with C{-j},
-    each worker runs some of the image tests): built once, by the first
-    that needs it, and removed by the last.
+    each worker runs some of the image tests): built in the background
+    from the moment trial loads the tests (L{build_in_background}), or by
+    the first test that needs it, and removed by the last.
 
-    A lock file in the run's folder (L{tests.harness.shared.run_folder})
-    says who does what: a test holds it shared while it uses the image;
-    a build holds it exclusively, so the other process waits and then uses
-    what was built; a removal takes it exclusively without waiting, and
-    when it cannot (another process is using the image), leaves the image
-    to that process, which removes it when it is done in turn.
+    A lock file of the run (L{_lock_path}) says who does what: a test holds
+    it shared while it uses the image; a build holds it exclusively, so
+    the others wait and then use what was built; a removal takes it
+    exclusively without waiting, and when it cannot (another process is
+    using the image), leaves the image to that process, which removes it
+    when it is done in turn.
 
-    @ivar tag: the image's name: the run's folder and the process holding
-        its lock (trial's C{.lock} names it), so neither another run
-        nor a later run in the same folder takes it for its own.
+    @ivar tag: the image's name (L{run_key}).
     @ivar built: the L{Image} this process built, or L{None}.
     @ivar base: the L{BaseImage} it was built on, when this process built it.
     @ivar error: why this process could not build it, or L{None}.
@@ -262,17 +382,12 @@ class RunImage:
     def __init__(self, podman, folder):
         self.podman = podman
         self.folder = folder
-        run = run_folder()
-        try:
-            owner = os.readlink(run + ".lock")
-        except OSError:
-            owner = str(os.getpid())
-        digest = hashlib.sha256(os.path.realpath(run).encode()).hexdigest()[:12]
-        self.tag = f"localhost/pypid-test:{digest}-{owner}"
+        key = run_key(run_owner())
+        self.tag = f"localhost/pypid-test:{key}"
         self.built = None
         self.base = None
         self.error = None
-        self._lock_path = os.path.join(run, "pypid-image.lock")
+        self._lock_path = _lock_path(key)
 
     def hold(self):
         """
@@ -296,11 +411,12 @@ class RunImage:
                         # (the next tests fail at once, without building again)
                         self.error = str(e).splitlines()[0] if str(e) else repr(e)
                         raise
-                    log.msg(f"pypid image: {self.built.size / 1e6:.0f} MB; base "
-                            f"{'built' if self.base.cold else 'reused'} in "
-                            f"{self.base.seconds:.1f} s; image built in "
-                            f"{self.built.seconds:.1f} s")
+                    log.msg(self.built.summary(self.base, "by this test"))
                 fcntl.flock(held, fcntl.LOCK_SH)
+            elif os.path.exists(self._lock_path + ".log"):
+                with open(self._lock_path + ".log") as f:
+                    log.msg(f.read())
+                os.remove(self._lock_path + ".log")
         except BaseException:
             held.close()
             raise
@@ -314,3 +430,7 @@ class RunImage:
             except BlockingIOError:
                 return
             self.podman("rmi", "--force", self.tag, check=False)
+
+
+if __name__ == "__main__":
+    _build_for(int(sys.argv[1]))
