@@ -84,20 +84,30 @@ def restarts_counted(daemon, series="pypid_worker_restarts_total"):
     raise AssertionError(f"no {series} in /metrics")
 
 
-def connected_to(daemon, number, tries=100):
+def connected_to(daemon, number, within=60.0):
     """
     A kept-alive connection that worker C{number} took (its C{/health} says
-    so, and not C{Connection: close}, as a worker asks when another comes up).
+    so, and not C{Connection: close}, as a worker asks when another comes up),
+    tried for up to C{within} seconds: a worker that beats again after a
+    stop is counted up at its beat, and listens again once its reactor reads
+    that its socket was shut meanwhile, which a busy machine may delay.
     """
-    for _ in range(tries):
+    deadline = time.monotonic() + within
+    tries = 0
+    while True:
         conn = httpclient.HTTPConnection(HOST, daemon.port, timeout=30)
         conn.request("GET", "/health")
         answer = conn.getresponse()
+        tries += 1
         if json.loads(answer.read())["workers"]["answered_by"] == number \
                 and not answer.will_close:
             return conn
         conn.close()
-    raise AssertionError(f"worker {number} took none of {tries} connections")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker {number} took none of {tries} connections "
+                                 f"in {within:g} s")
+        if tries % 50 == 0:
+            time.sleep(0.1)
 
 
 def resumed(pid):
