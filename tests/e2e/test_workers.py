@@ -92,22 +92,20 @@ def connected_to(daemon, number, within=60.0):
     stop is counted up at its beat, and listens again once its reactor reads
     that its socket was shut meanwhile, which a busy machine may delay.
     """
-    deadline = time.monotonic() + within
-    tries = 0
-    while True:
+    tries = []
+
+    def attempt():
+        tries.append(None)
         conn = httpclient.HTTPConnection(HOST, daemon.port, timeout=30)
         conn.request("GET", "/health")
         answer = conn.getresponse()
-        tries += 1
         if json.loads(answer.read())["workers"]["answered_by"] == number \
                 and not answer.will_close:
             return conn
         conn.close()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"worker {number} took none of {tries} connections "
-                                 f"in {within:g} s")
-        if tries % 50 == 0:
-            time.sleep(0.1)
+        return None
+    return wait_for(attempt, within, lambda: f"worker {number} took none of "
+                    f"{len(tries)} connections in {within:g} s")
 
 
 def resumed(pid):

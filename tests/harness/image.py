@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -276,6 +277,15 @@ def run_key(owner):
     return f"{owner}-{_started(owner)}"
 
 
+def _tag(key):
+    """The name in Podman's store of the image of the run of C{key} (L{run_key})."""
+    return f"localhost/pypid-test:{key}"
+
+
+#: A run's lock file, or the builder's log beside it (L{_lock_path}).
+_LOCK_NAME = re.compile(r"pypid-test-image-(?P<key>(?P<owner>[0-9]+)-[0-9]+)\.lock(\.log)?")
+
+
 def _lock_path(key):
     """The lock file of a run's image (outside the run's folder, which trial empties)."""
     return os.path.join(tempfile.gettempdir(), f"pypid-test-image-{key}.lock")
@@ -285,18 +295,10 @@ def _forget_ended_runs():
     """Remove the lock files (and logs) of the runs whose owner no longer runs."""
     folder = tempfile.gettempdir()
     for name in os.listdir(folder):
-        if name.startswith("pypid-test-image-") and ".lock" in name:
-            owner, _, started = name[len("pypid-test-image-"):].partition(".lock")[0] \
-                .partition("-")
-            if owner.isdigit() and _started(int(owner)) != started:
-                with contextlib.suppress(OSError):
-                    os.remove(os.path.join(folder, name))
-
-
-def _in_run():
-    """Whether this process works in a trial run's folder (a test, not the loader)."""
-    here = os.path.abspath(os.getcwd())
-    return any(os.path.lexists(folder + ".lock") for folder in (here, os.path.dirname(here)))
+        found = _LOCK_NAME.fullmatch(name)
+        if found and run_key(int(found["owner"])) != found["key"]:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
 
 
 def build_in_background():
@@ -317,7 +319,9 @@ def build_in_background():
     spec = getattr(main, "__spec__", None)
     by_trial = (getattr(spec, "name", "") in ("twisted.trial", "twisted.trial.__main__")
                 or os.path.basename(sys.argv[0] if sys.argv else "") == "trial")
-    if not by_trial or _in_run():
+    # (a test's process works in the run's folder, which trial locks;
+    # the loading process does not yet)
+    if not by_trial or os.path.lexists(run_folder() + ".lock"):
         return
     _forget_ended_runs()
     builder = subprocess.Popen(
@@ -341,16 +345,16 @@ def _build_for(owner):
         fcntl.flock(lock, fcntl.LOCK_EX)
         print("locked", flush=True)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-        folder = tempfile.mkdtemp(prefix="pypid-test-image-")
+        folder = tempfile.mkdtemp(prefix="pypid-image-build-")
         try:
             podman = Podman(folder)
             base = BaseImage(podman)
-            image = Image(podman, base, folder, tag=f"localhost/pypid-test:{key}")
+            image = Image(podman, base, folder, tag=_tag(key))
         except BaseException as e:
             message = f"the build in the background failed: {e!r}"[:2000]
         else:
             message = image.summary(base, "in the background")
-            if _started(owner) != key.split("-", 1)[1]:
+            if run_key(owner) != key:
                 # (the run ended meanwhile: no test will remove it)
                 image.remove()
         finally:
@@ -374,8 +378,6 @@ class RunImage:
     when it is done in turn.
 
     @ivar tag: the image's name (L{run_key}).
-    @ivar built: the L{Image} this process built, or L{None}.
-    @ivar base: the L{BaseImage} it was built on, when this process built it.
     @ivar error: why this process could not build it, or L{None}.
     """
 
@@ -383,9 +385,7 @@ class RunImage:
         self.podman = podman
         self.folder = folder
         key = run_key(run_owner())
-        self.tag = f"localhost/pypid-test:{key}"
-        self.built = None
-        self.base = None
+        self.tag = _tag(key)
         self.error = None
         self._lock_path = _lock_path(key)
 
@@ -399,28 +399,36 @@ class RunImage:
         held = open(self._lock_path, "a")
         try:
             fcntl.flock(held, fcntl.LOCK_SH)
+            self._tell_background()
             if not self.podman.exists(self.tag):
                 # (a conversion is not atomic: the other process may build
                 # meanwhile, hence the second look)
                 fcntl.flock(held, fcntl.LOCK_EX)
                 if not self.podman.exists(self.tag):
                     try:
-                        self.base = BaseImage(self.podman)
-                        self.built = Image(self.podman, self.base, self.folder, tag=self.tag)
+                        base = BaseImage(self.podman)
+                        built = Image(self.podman, base, self.folder, tag=self.tag)
                     except Exception as e:
                         # (the next tests fail at once, without building again)
                         self.error = str(e).splitlines()[0] if str(e) else repr(e)
                         raise
-                    log.msg(self.built.summary(self.base, "by this test"))
+                    log.msg(built.summary(base, "by this test"))
                 fcntl.flock(held, fcntl.LOCK_SH)
-            elif os.path.exists(self._lock_path + ".log"):
-                with open(self._lock_path + ".log") as f:
-                    log.msg(f.read())
-                os.remove(self._lock_path + ".log")
         except BaseException:
             held.close()
             raise
         return held
+
+    def _tell_background(self):
+        """Log what the background builder said (built, or why not): the first test to look does."""
+        said = self._lock_path + ".log"
+        try:
+            with open(said) as f:
+                text = f.read()
+            os.remove(said)
+        except FileNotFoundError:
+            return  # (none, or another process told it)
+        log.msg(text)
 
     def remove(self):
         """Remove the image, unless another process of the run is using it now."""
