@@ -6,7 +6,6 @@ existing pypiserver folder, and configurations that must stop start-up.
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -45,9 +44,8 @@ def form_headers():
 
 def _listed(pages):
     """The normalized names the root list of C{pages} names, in each form."""
-    html = pages["/", "text/html"].decode()
     data = json.loads(pages["/", "application/vnd.pypi.simple.v1+json"])
-    return ([normalize(n) for n in re.findall(r'href="([^"/]+)/"', html)],
+    return ([normalize(name) for name in anchors(pages["/", "text/html"])],
             [normalize(p["name"]) for p in data["projects"]])
 
 
