@@ -8,7 +8,8 @@ L{makeService} builds a machine's supervisor
 worker), importing only what the one it builds needs: a supervisor loads
 none of the server's parts. In the foreground it first forks the
 machine's first workers, before the reactor is made
-(L{pypid.daemon.first_worker}). For a real process it also installs the
+(L{pypid.daemon.first_worker}). For a real process it also keeps malloc
+to one arena (L{pypid.daemon.heap}), installs the
 C{SIGHUP} handler and names the process for C{ps}. A L{StartupError} from
 any factory becomes one line and exit status 1 here, and only here.
 C{pypid.tac} calls the same function.
@@ -34,6 +35,7 @@ from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.first_worker import Forked, fork, may_fork
 from pypid.daemon.handover import worker_args
+from pypid.daemon.heap import limit_arenas
 from pypid.daemon.lean import LANE_FD
 from pypid.daemon.listeners import PortCheck, bind_for_a_moment
 from pypid.daemon.machine import (
@@ -128,6 +130,10 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
     """Build the whole server from parsed L{Options}."""
     exit_on_failure = reactor is None
     config: Config = options["config_obj"]
+    if exit_on_failure:
+        # (before any thread allocates, and before the first workers' fork,
+        # which inherits it)
+        limit_arenas(os.environ)
     # (before the reactor is made: a child runs twistd again)
     forked = _forked_workers(options, config) if exit_on_failure else []
     if reactor is None:
