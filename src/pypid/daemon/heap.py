@@ -1,21 +1,24 @@
 """
 One malloc arena for each process of pypid, set at its start.
 
-Why: glibc gives each thread that allocates while another holds the
-lock its own arena (up to eight a core), and an arena returns little of
-what it held once freed. A server's threads (the reactor, the I/O pool's
-inspections and writes, the hashing pool) each filled their own, so a
-process's memory grew faster than what it kept: in the soaks of
-docs/performance.rst, the worker that runs a machine's pool jobs grew
-1.3 to 1.4 times as fast as one process did, and as fast as one process
-with one arena. CPython allocates its small objects itself, under the
-interpreter lock, so what goes to malloc from the threads (large buffers,
-hashes, the C libraries' work) meets little contention on the one lock;
-its cost on an upload is measured in docs/performance.rst.
+Why: glibc gives each new thread that allocates an arena of its own (up
+to eight a core), and an arena returns little of what it held once
+freed. A server's threads (the reactor, the I/O pool's inspections and
+writes, the hashing pool) each filled their own, so a process's memory
+grew faster than what it kept: in the soaks of docs/performance.rst, the
+worker that runs a machine's pool jobs grew 1.3 to 1.4 times as fast as
+one process did, and as fast as one process with one arena. CPython
+allocates its small objects itself, under the interpreter lock, so what
+goes to malloc from the threads (large buffers, hashes, the C libraries'
+work) meets little contention on the one lock; its cost on uploads and
+pages is measured in docs/performance.rst.
 
-C{MALLOC_ARENA_MAX} in the environment is the operator's word and wins
-(glibc read it before Python started; C{0} is glibc's own default).
-Elsewhere than glibc (musl, macOS), nothing is done.
+C{MALLOC_ARENA_MAX}, or C{glibc.malloc.arena_max} in C{GLIBC_TUNABLES},
+in the environment is the operator's word and wins (glibc read it before
+Python started; C{MALLOC_ARENA_MAX=0} is glibc's own default). Elsewhere
+than glibc (musl, macOS), nothing is done. The lean supervisor
+(L{pypid.daemon.lean}) is a new program after its C{exec} and is not
+limited: it runs no threads, so it has glibc's one main arena anyway.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def limit_arenas(environ: Mapping[str, str],
     before its thread pools start. Returns the limit set, or L{None}
     when the environment chose one or the C library takes none.
     """
-    if "MALLOC_ARENA_MAX" in environ:
+    if "MALLOC_ARENA_MAX" in environ or "glibc.malloc.arena_max" in environ.get(
+            "GLIBC_TUNABLES", ""):
         return None
     call = mallopt()
     if call is None or call(M_ARENA_MAX, ARENAS) != 1:

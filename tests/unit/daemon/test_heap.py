@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
-import tempfile
+from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -43,7 +44,8 @@ class LimitTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.calls: list[tuple[int, int]] = []
 
-    def mallopt(self, answer: int = 1):  # type: ignore[no-untyped-def]
+    def mallopt(self, answer: int = 1) -> Callable[[], Callable[[int, int], int]]:
+        """A fake C{mallopt} lookup whose call answers C{answer} and is noted."""
         def call(param: int, value: int) -> int:
             self.calls.append((param, value))
             return answer
@@ -58,7 +60,11 @@ class LimitTests(SynchronousTestCase):
         """C{MALLOC_ARENA_MAX} (even C{0}, glibc's default) is left as glibc read it."""
         for value in ("0", "4"):
             self.assertIsNone(limit_arenas({"MALLOC_ARENA_MAX": value}, self.mallopt()))
+        tunables = "glibc.malloc.check=0:glibc.malloc.arena_max=2"
+        self.assertIsNone(limit_arenas({"GLIBC_TUNABLES": tunables}, self.mallopt()))
         self.assertEqual(self.calls, [])
+        self.assertEqual(
+            limit_arenas({"GLIBC_TUNABLES": "glibc.malloc.check=0"}, self.mallopt()), ARENAS)
 
     def test_refused_or_absent(self) -> None:
         """A C library that refuses (musl's stub) or lacks C{mallopt} is left alone."""
@@ -71,18 +77,18 @@ class RealArenaTests(SynchronousTestCase):
 
     def arenas(self, environ: dict[str, str]) -> tuple[str, int]:
         """What a child's L{limit_arenas} said, and how many arenas it then had."""
-        with tempfile.TemporaryDirectory() as folder:
-            report = os.path.join(folder, "malloc-info.xml")
-            said = subprocess.run(
-                [sys.executable, "-c", COUNT_ARENAS, report], env=environ,
-                capture_output=True, text=True, check=True, timeout=60).stdout.strip()
-            with open(report) as f:
-                return said, f.read().count("<heap nr=")
+        report = self.mktemp()
+        said = subprocess.run(
+            [sys.executable, "-c", COUNT_ARENAS, report], env=environ,
+            capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+        with open(report) as f:
+            return said, f.read().count("<heap nr=")
 
     def setUp(self) -> None:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
+        if platform.libc_ver()[0] != "glibc":
             raise self.skipTest("not glibc: pypid leaves malloc as it is")
-        self.environ = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+        self.environ = {k: v for k, v in os.environ.items()
+                        if k not in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")}
 
     def test_one_arena(self) -> None:
         """Four allocating threads and the main one share the one arena."""
