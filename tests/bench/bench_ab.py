@@ -7,8 +7,8 @@ servers' order every rep, so with two servers the builds alternate (AB,
 BA, ...); this script then prints, for each figure, the ratio new/old
 round by round, its median and [min-max]::
 
-    .venv/bin/python tests/bench/bench_ab.py --pypid-old ../wt-base --reps 5 \\
-        -- --workloads html,json,wheel --uploads 600 -d 8s
+    .venv/bin/python tests/bench/bench_ab.py --pypid-old ../wt-base \\
+        -- --reps 5 --workloads html,json,wheel --uploads 600 -d 8s
 
 What follows C{--} goes to C{run.py} as it is (C{--servers} is this
 script's: C{pypid,pypid-old}, with C{--nginx} nginx too, whose figures
