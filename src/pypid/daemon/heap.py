@@ -7,7 +7,7 @@ freed. A server's threads (the reactor, the I/O pool's inspections and
 writes, the hashing pool) each filled their own, so a process's memory
 grew faster than what it kept: in the soaks of docs/performance.rst, the
 worker that runs a machine's pool jobs grew 1.3 to 1.4 times as fast as
-one process did, and as fast as one process with one arena. CPython
+one process did, and 1.0 to 1.3 times with one arena on both. CPython
 allocates its small objects itself, under the interpreter lock, so what
 goes to malloc from the threads (large buffers, hashes, the C libraries'
 work) meets little contention on the one lock; its cost on uploads and
