@@ -221,8 +221,11 @@ class SnapshotWriter(Service):
                 and not (shared is not None and shared.state_changed())
                 and not (upstream is not None and upstream.source.state_changed())):
             return succeed(None)
-        # Only URLs were signed: the copy for other servers is unchanged.
-        keep_copy = serial != self._saved_serial or self._wanted
+        # Only URLs were signed: the copy for other servers is unchanged;
+        # none is built where none is kept (the encoding of the whole index
+        # again, at each save of a machine's first worker).
+        keep_copy = ((serial != self._saved_serial or self._wanted)
+                     and shared is not None and shared.keeps_snapshot)
         self._wanted = False
         records = self._index.records()
         tombstones = self._index.tombstones()
@@ -241,7 +244,7 @@ class SnapshotWriter(Service):
             write(self.path, lines(records, tombstones, as_of, serial, identity, state,
                                    upstream_state, clock, promotions, binned, journal,
                                    changes))
-            if shared is None or not keep_copy:
+            if not keep_copy:
                 return None
             # (the copy for other instances leaves out this one's state)
             return encode(records, tombstones, as_of, serial, identity,

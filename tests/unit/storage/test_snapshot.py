@@ -492,6 +492,32 @@ class SnapshotWriterTests(SynchronousTestCase):
         self.successResultOf(writer.stopService())
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_copy_only_where_kept(self):
+        """
+        A shared storage that keeps a copy of the snapshot (a bucket) is given
+        one at each save that changed the index; one that keeps none (a
+        machine's folder, a bucket without C{bucket_snapshot}) is given none,
+        and none is encoded for it.
+        """
+        encoded = []
+
+        def encode(*args, **kwargs):
+            encoded.append(args)
+            return snapshot.encode(*args, **kwargs)
+        self.patch(snapshot_writer, "encode", encode)
+        for keeps, version in ((True, "1.0"), (False, "2.0")):
+            del encoded[:]
+            shared = _SharedStorage(keeps)
+            writer = SnapshotWriter(self.index, self.path, run_now, self.clock, shared=shared)
+            self.index.add(make_record(version))
+            self.successResultOf(writer.save_if_changed())
+            self.assertTrue(os.path.exists(self.path))
+            if keeps:
+                self.assertEqual(len(shared.kept), 1)
+                self.assertIn(make_record("1.0").filename, decode(shared.kept[0]).records)
+            else:
+                self.assertEqual((shared.kept, encoded), ([], []))
+
     def test_saves_when_changed(self):
         """A changed index is saved with the time and serial of the call."""
         writer = self.writer()
@@ -791,6 +817,29 @@ class PromotionLineTests(SynchronousTestCase):
 
 
 @implementer(IStorage)
+class _SharedStorage:
+    """What L{SnapshotWriter} asks of a shared storage; the copies it was given."""
+
+    def __init__(self, keeps_snapshot):
+        self.keeps_snapshot = keeps_snapshot
+        self.kept = []
+
+    def state(self):
+        return None
+
+    def state_changed(self):
+        return False
+
+    def changes_read(self):
+        return None
+
+    def synced_at(self):
+        return None
+
+    def keep_snapshot(self, data):
+        self.kept.append(data)
+
+
 class _IdleStorage:
     """A storage of this server's own that a start reads nothing from (no check runs)."""
 

@@ -56,6 +56,9 @@ class ISharedStorage(Interface):
         "Whether a start from a snapshot naming its journal serial serves it (with the later "
         "changes) and checks the storage once it listens (a machine's folder); otherwise the "
         "storage is read before the server answers (a bucket's listing).")
+    keeps_snapshot = Attribute(
+        "Whether L{keep_snapshot} keeps a copy: where it does not (a machine's folder, a "
+        "bucket without C{bucket_snapshot}), no copy is built at each save.")
 
     def poll() -> Deferred[Polled]:
         """The changes other servers made to files and statuses since the last call."""

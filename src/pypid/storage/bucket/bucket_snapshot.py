@@ -55,6 +55,11 @@ class BucketSnapshot:
     _enabled: bool
     _clock_margin: float
 
+    @property
+    def enabled(self) -> bool:
+        """Whether a copy is kept and read."""
+        return self._enabled
+
     def keep(self, data: bytes) -> Deferred[None] | None:
         """Keep a copy of the snapshot's bytes, in the background; L{None} when none is kept."""
         if not self._enabled:

@@ -385,6 +385,11 @@ class BucketStorage:
         """Take back the URL cache from a snapshot (see L{PresignedURLs.restore})."""
         self._urls.restore(state)
 
+    @property
+    def keeps_snapshot(self) -> bool:
+        """Whether a copy is kept in the bucket (C{bucket_snapshot})."""
+        return self._snapshot.enabled
+
     def keep_snapshot(self, data: bytes) -> Deferred[None] | None:
         """Keep a copy of the snapshot (without the URL cache) in the bucket."""
         return self._snapshot.keep(data)

@@ -79,6 +79,8 @@ class SharedFolder:
 
     sync_interval = SYNC_INTERVAL
     checked_after_start = True
+    #: (the snapshot is the machine's own file: L{keep_snapshot})
+    keeps_snapshot = False
 
     def __init__(self, inner: LocalStorage, changes: StoreChanges, hub: Hub, run: Run,
                  clock: IReactorTime) -> None:
