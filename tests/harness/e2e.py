@@ -36,7 +36,7 @@ from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from tests import CHECKOUT
+from tests import BYTECODE, CHECKOUT
 from tests.harness.shared import CLASS_SHARED, class_shared
 
 VENV_BIN = os.path.dirname(sys.executable)
@@ -151,7 +151,7 @@ def clean_env(home, **extra):
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
-        "PYTHONDONTWRITEBYTECODE": "1",
+        **BYTECODE,
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
         "NO_COLOR": "1",
     }

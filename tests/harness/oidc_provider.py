@@ -102,8 +102,7 @@ class OpenIDProvider(ChildProcess):
                     [sys.executable, "-m", "tests.harness.oidc_provider", self.folder, str(port),
                      self._files.fullchain, self._files.key],
                     cwd=CHECKOUT,
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
         def ready():
             return self.discovery() is not None
