@@ -18,7 +18,10 @@ workers.
 Every start begins on an empty work folder (the harness's fresh copy of
 the corpus, and no snapshot): the harness otherwise keeps the snapshot of
 the rep before, whose uploads are gone by the next start, and an upload
-after such a start cost 5.9 ms against 2.4 (docs/performance.rst).
+after such a start cost 5.9 ms against 2.4 (docs/performance.rst). The
+folder of the start before is set aside, not removed, until the run ends
+(L{tests.bench.set_aside}: removing files just before a run slows every
+file it creates on this machine's file system).
 
 Not a test (trial loads only C{test_*.py}).
 """
@@ -28,11 +31,14 @@ import importlib
 import json
 import os
 import shlex
-import shutil
 import statistics
 import sys
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(1, CHECKOUT)
+
+from tests.bench import set_aside, settle  # noqa: E402
+
 HARNESS = os.path.join(os.path.dirname(CHECKOUT), "shared", "bench")
 
 #: The figures compared, as the harness's JSON keeps them: (workload, key, label).
@@ -71,7 +77,8 @@ def adapters(new, old):
     def build(name, cmd):
         class Build(base):
             def fresh(self):
-                shutil.rmtree(self.work, ignore_errors=True)
+                # (the last start's folder removed when the run ends: see set_aside)
+                set_aside(self.work)
                 base.fresh(self)
 
             def command(self):
@@ -120,6 +127,7 @@ def main():
     parser.add_argument("rest", nargs="*", help="after --: run.py's own options")
     args = parser.parse_args()
     names = ["pypid", "pypid-old"] + (["nginx"] if args.nginx else [])
+    settle()
     sys.path.insert(0, args.harness)
     run = importlib.import_module("run")
     new = command(args.pypid, args.workers)

@@ -36,7 +36,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -49,6 +48,7 @@ import urllib.request
 
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from tests.bench import set_aside, settle  # noqa: E402
 from tests.harness.distributions import make_wheel, metadata_text  # noqa: E402
 
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -341,6 +341,8 @@ def session(checkout, args, kind, tag, hook=None):
                         "--set", "webhook:bench.allow_http=yes",
                         "--set", "webhook:bench.allow_private=yes",
                         "--set", "webhook:bench.secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+        if args.workers:
+            command += ["--set", f"pypid.workers={args.workers}"]
         if args.server_cpu is not None:
             command = ["taskset", "-c", args.server_cpu, *command]
         with open(os.path.join(folder, "server.log"), "wb") as log:
@@ -376,7 +378,7 @@ def session(checkout, args, kind, tag, hook=None):
                 "first_failure": failures[:1]}
     finally:
         if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
+            set_aside(folder)
 
 
 def main():
@@ -390,11 +392,14 @@ def main():
     parser.add_argument("--corpus", help="a package folder to serve (hard-linked copy)")
     parser.add_argument("--auth", default="admin:admin", help="user:password of etc/pypid.ini")
     parser.add_argument("--server-cpu", help="pin the server to this CPU (taskset -c)")
-    parser.add_argument("--keep", action="store_true", help="keep each session's folder")
+    parser.add_argument("--workers", type=int, default=0, help="[pypid] workers of both")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each session's folder (else removed when all rounds ended)")
     parser.add_argument("--json", help="write the rounds here")
     parser.add_argument("--webhook", default="", help="the sides with a subscription: A, B, AB")
     args = parser.parse_args()
     names = {"A": os.path.abspath(args.baseline), "B": os.path.abspath(args.tree)}
+    settle()
     hook, received = receiver() if args.webhook else (None, [])
     rounds = []
     for r in range(args.rounds):
