@@ -20,8 +20,8 @@ the corpus, and no snapshot): the harness otherwise keeps the snapshot of
 the rep before, whose uploads are gone by the next start, and an upload
 after such a start cost 5.9 ms against 2.4 (docs/performance.rst). The
 folder of the start before is set aside, not removed, until the run ends
-(L{tests.bench.set_aside}: removing files just before a run slows every
-file it creates on this machine's file system).
+(C{aside.py}: removing files just before a run slows every file it
+creates on this machine's file system).
 
 Not a test (trial loads only C{test_*.py}).
 """
@@ -34,11 +34,9 @@ import shlex
 import statistics
 import sys
 
+from aside import set_aside, settle
+
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(1, CHECKOUT)
-
-from tests.bench import set_aside, settle  # noqa: E402
-
 HARNESS = os.path.join(os.path.dirname(CHECKOUT), "shared", "bench")
 
 #: The figures compared, as the harness's JSON keeps them: (workload, key, label).

@@ -21,6 +21,10 @@ the medians with [min-max], and the round by round ratios::
 
     .venv/bin/python tests/bench/bench_upload.py --baseline ../wt-581 --readme markdown
 
+C{--workers N} runs both sides as machines of N workers. Each session's
+folder is set aside until the last round ended, and the run first waits
+out another benchmark's removal (C{aside.py}).
+
 With C{--webhook A}, C{B} or C{AB}, that side's daemons have one
 C{[webhook:bench]} subscription to every event, delivered to a receiver
 in this process that answers C{200} at once; the same checkout on both
@@ -48,7 +52,8 @@ import urllib.request
 
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tests.bench import set_aside, settle  # noqa: E402
+from aside import set_aside, settle  # noqa: E402
+
 from tests.harness.distributions import make_wheel, metadata_text  # noqa: E402
 
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

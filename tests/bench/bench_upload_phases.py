@@ -22,6 +22,7 @@ Not a test (trial loads only C{test_*.py}).
 """
 
 import argparse
+import contextlib
 import functools
 import gc
 import importlib
@@ -36,6 +37,8 @@ import time
 import urllib.request
 
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from aside import set_aside, settle  # noqa: E402
 
 #: The phases: C{(module, qualified name, phase)}; a phase may have several.
 TARGETS = [
@@ -228,6 +231,15 @@ def serve(argv):
     run()
 
 
+@contextlib.contextmanager
+def kept_aside(folder):
+    """C{folder}, set aside when done rather than removed (see C{aside.py})."""
+    try:
+        yield folder
+    finally:
+        set_aside(folder)
+
+
 def main():
     from tests.bench.bench_upload import cpu_ticks, free_port, tree, upload_all, wait_idle, wheels
 
@@ -240,7 +252,8 @@ def main():
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with tempfile.TemporaryDirectory(prefix="pypid-bench-phases-") as folder:
+    settle()
+    with kept_aside(tempfile.mkdtemp(prefix="pypid-bench-phases-")) as folder:
         packages = os.path.join(folder, "packages")
         if args.corpus:
             subprocess.check_call(["cp", "-al", args.corpus, packages])
