@@ -46,12 +46,16 @@ def _bytecode():
     every module it imports again: a daemon's start took 1.6 s here, 0.7 to
     0.8 s with its bytecode kept. It is kept in the virtualenv the tests run
     from (its own folder, written by no one else), never beside the
-    sources; outside a virtualenv none is written.
+    sources; outside a virtualenv none is written. The cache is tidied
+    (L{forget_gone}) once a run, by the first process: those it starts
+    (trial's workers, the helpers' servers run from C{tests.harness}) find
+    the cache set in their environment already.
     """
     if sys.prefix == sys.base_prefix:
         return {"PYTHONDONTWRITEBYTECODE": "1"}
     cache = os.path.join(sys.prefix, "pycache")
-    forget_gone(cache)
+    if os.environ.get("PYTHONPYCACHEPREFIX") != cache:
+        forget_gone(cache)
     return {"PYTHONPYCACHEPREFIX": cache}
 
 

@@ -56,10 +56,15 @@ def set_aside(path: str) -> None:
 
 def remove_set_aside() -> None:
     """Remove what L{set_aside} moved, once nothing more is measured, and note when."""
-    if not _ASIDE:
-        return
-    while _ASIDE:
-        shutil.rmtree(_ASIDE.pop(), ignore_errors=True)
+    if _ASIDE:
+        for aside in _ASIDE:
+            shutil.rmtree(aside, ignore_errors=True)
+        _ASIDE.clear()
+        note_removal()
+
+
+def note_removal() -> None:
+    """Note, for the next benchmark's L{settle}, that this one removed its files now."""
     with open(REMOVED_AT, "w"):
         pass
 

@@ -22,7 +22,7 @@ Not a test (trial loads only C{test_*.py}).
 """
 
 import argparse
-import contextlib
+import atexit
 import functools
 import gc
 import importlib
@@ -38,7 +38,7 @@ import urllib.request
 
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from aside import set_aside, settle  # noqa: E402
+from aside import note_removal, settle  # noqa: E402
 
 #: The phases: C{(module, qualified name, phase)}; a phase may have several.
 TARGETS = [
@@ -231,15 +231,6 @@ def serve(argv):
     run()
 
 
-@contextlib.contextmanager
-def kept_aside(folder):
-    """C{folder}, set aside when done rather than removed (see C{aside.py})."""
-    try:
-        yield folder
-    finally:
-        set_aside(folder)
-
-
 def main():
     from tests.bench.bench_upload import cpu_ticks, free_port, tree, upload_all, wait_idle, wheels
 
@@ -253,7 +244,9 @@ def main():
     args = parser.parse_args()
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     settle()
-    with kept_aside(tempfile.mkdtemp(prefix="pypid-bench-phases-")) as folder:
+    # (its one folder is removed at the end: the next benchmark waits that out)
+    atexit.register(note_removal)
+    with tempfile.TemporaryDirectory(prefix="pypid-bench-phases-") as folder:
         packages = os.path.join(folder, "packages")
         if args.corpus:
             subprocess.check_call(["cp", "-al", args.corpus, packages])
